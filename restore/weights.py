@@ -1,0 +1,77 @@
+"""Weights as safetensors plus a JSON model card; loading never unpickles.
+
+``name.safetensors`` holds the tensors, ``name.json`` the card: ``config`` (a :class:`UNetConfig`),
+``version``, ``training`` (data, steps, wall time) and ``metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from restore.nets.unet import UNetConfig, UNetDenoiser
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: UNetDenoiser
+    card: dict
+
+    @property
+    def version(self) -> str:
+        return str(self.card.get("version", "unknown"))
+
+
+def card_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(model: UNetDenoiser, weights: Path, card: dict) -> None:
+    """Write ``weights`` (safetensors) and its card next to it, both atomically."""
+    weights = Path(weights)
+    card = {**card, "config": model.config.to_dict()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"version": str(card.get("version", ""))}))
+    _atomic_write(card_path(weights), lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
+
+
+def load_model(weights: Path, *, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild the network from the card's config and load the safetensors, checking every shape."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"model weights not found: {weights}")
+    if not card_path(weights).is_file():
+        raise FileNotFoundError(f"model card not found next to the weights: {card_path(weights)}")
+    card = json.loads(card_path(weights).read_text())
+    model = UNetDenoiser(UNetConfig.from_dict(card["config"]))
+    state = load_file(str(weights), device="cpu")
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights.name} does not match its card's config: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise ValueError(f"{weights.name}: {k} has shape {tuple(v.shape)}, config needs {tuple(expected[k].shape)}")
+    model.load_state_dict(state, strict=True)
+    return LoadedModel(model.to(device).eval(), card)
