@@ -1,0 +1,89 @@
+"""Task runners for ``--runner local|dask`` and the one API server a Dask run shares.
+
+Measured here: with only Prefect's temporary API, every Dask worker process starts its own temporary
+server (20-25 s per run); with one server for the run, ~5 s. :func:`shared_api` starts that one
+server (or reuses the configured one) and exports its URL, so worker processes inherit it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, Literal
+
+import yaml
+from prefect.settings import PREFECT_API_URL
+from prefect.task_runners import ThreadPoolTaskRunner
+
+Runner = Literal["local", "dask"]
+
+
+def default_workers(runner: Runner) -> int:
+    """local: one file at a time (it already uses every core); dask: one single-threaded worker per core."""
+    return 1 if runner == "local" else (os.cpu_count() or 1)
+
+
+def threads_per_file(workers: int) -> int:
+    """Cores shared out between files restored at once (read by ``restore.device.set_threads``)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def task_runner(runner: Runner, workers: int, dask_config: Path | None = None):
+    """ThreadPoolTaskRunner(max_workers=workers), or a DaskTaskRunner on a LocalCluster of ``workers``
+    single-threaded processes, or the cluster described by ``dask_config`` (see configs/dask_slurm.yaml)."""
+    if runner not in ("local", "dask"):
+        raise ValueError(f"runner must be local or dask, got {runner!r}")
+    if runner == "local":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
+
+    if dask_config is not None:
+        config = yaml.safe_load(Path(dask_config).read_text()) or {}
+        unknown = set(config) - {"cluster_class", "cluster_kwargs", "adapt_kwargs"}
+        if unknown:
+            raise ValueError(f"{dask_config}: unknown keys {sorted(unknown)} (allowed: cluster_class, cluster_kwargs, adapt_kwargs)")
+        return DaskTaskRunner(**config)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+        "n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"})
+
+
+@contextlib.contextmanager
+def shared_api() -> Iterator[str]:
+    """Make one Prefect API serve this process and every process it starts; yield its URL.
+
+    With ``PREFECT_API_URL`` configured (a running server, or the test harness) that URL is exported;
+    otherwise Prefect's temporary server is started once, here, and stopped on exit.
+    """
+    url = PREFECT_API_URL.value()
+    server = None
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()  # the instance Prefect's own ephemeral mode reuses
+        server.start()
+        url = server.api_url
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        if server is not None:
+            server.stop()
+
+
+@contextlib.contextmanager
+def file_threads(workers: int) -> Iterator[None]:
+    """Export RESTORE_THREADS (unless set) so files restored at once share the cores instead of fighting."""
+    if "RESTORE_THREADS" in os.environ:
+        yield
+        return
+    os.environ["RESTORE_THREADS"] = str(threads_per_file(workers))
+    try:
+        yield
+    finally:
+        os.environ.pop("RESTORE_THREADS", None)

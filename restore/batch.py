@@ -1,0 +1,350 @@
+"""Batch planning without Prefect: which files to restore, where to, and whether they are done already.
+
+A batch source is a folder (recursive), a glob pattern or a CSV manifest. Each input becomes a
+:class:`BatchItem`; :func:`run_item` restores it through :func:`restore.api.restore_file` unless
+its output is up to date, and returns a :class:`FileResult`. ``flows/`` maps :func:`run_item` over
+the items; everything here runs and is tested without Prefect.
+
+Reference pairing: ``X_noisy.ext`` has the clean reference ``X_clean.ext`` when that file exists.
+A folder or glob never restores such a reference itself. A manifest names references explicitly.
+
+Up to date (skipped) means: the output and its sidecar exist, and the sidecar records the same
+input SHA-256, the same requested options and reference, and the model version the restore function
+would use now (when the modality exposes it, see :func:`current_model_version`).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import glob
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from restore import api
+from restore.errors import InputError
+from restore.outputs import sidecar_path, write_sidecar
+
+Status = Literal["done", "skipped", "failed"]
+NOISY, CLEAN, RESTORED = "_noisy", "_clean", "_restored"
+MANIFEST_COLUMNS = ("path", "reference", "task", "output")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file to restore. ``options`` are keyword options of the modality's restore function."""
+
+    input: Path
+    output: Path
+    kind: api.Kind
+    reference: Path | None = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.output)
+
+
+@dataclass
+class FileResult:
+    """What happened to one item. ``record`` is the sidecar record when the file is done or skipped."""
+
+    input: str
+    output: str
+    kind: str
+    status: Status
+    seconds: float = 0.0
+    reference: str | None = None
+    metrics: dict = field(default_factory=dict)
+    error: str | None = None
+    record: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def split_suffix(path: Path) -> tuple[str, str]:
+    """``t1_noisy.nii.gz`` -> (``t1_noisy``, ``.nii.gz``); ``a.wav`` -> (``a``, ``.wav``)."""
+    name = Path(path).name
+    if name.lower().endswith(".nii.gz"):
+        return name[:-7], name[-7:]
+    stem, dot, ext = name.rpartition(".")
+    return (stem, dot + ext) if dot else (name, "")
+
+
+def reference_for(path: Path) -> Path | None:
+    """``X_noisy.ext`` -> ``X_clean.ext`` when that file exists, else None."""
+    stem, ext = split_suffix(path)
+    if not stem.endswith(NOISY):
+        return None
+    candidate = Path(path).with_name(stem[: -len(NOISY)] + CLEAN + ext)
+    return candidate if candidate.is_file() else None
+
+
+def is_paired_reference(path: Path) -> bool:
+    """True for ``X_clean.ext`` when ``X_noisy.ext`` sits beside it (a reference, not an input)."""
+    stem, ext = split_suffix(path)
+    if not stem.endswith(CLEAN):
+        return False
+    return Path(path).with_name(stem[: -len(CLEAN)] + NOISY + ext).is_file()
+
+
+def output_for(input_path: Path, root: Path, outdir: Path) -> Path:
+    """``root/sub/t1_noisy.nii.gz`` -> ``outdir/sub/t1_noisy_restored.nii.gz``."""
+    input_path = Path(input_path)
+    try:
+        relative_parent = input_path.parent.resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        relative_parent = Path()
+    stem, ext = split_suffix(input_path)
+    return Path(outdir) / relative_parent / f"{stem}{RESTORED}{ext}"
+
+
+def _supported(path: Path) -> bool:
+    try:
+        api.kind_of(path)
+    except InputError:
+        return False
+    return True
+
+
+def _candidates(paths: list[Path], outdir: Path) -> list[Path]:
+    """Supported, visible files that are not paired references and not inside ``outdir``."""
+    outdir = Path(outdir).resolve()
+    keep = []
+    for p in sorted(set(paths)):
+        if not p.is_file() or p.name.startswith(".") or not _supported(p) or is_paired_reference(p):
+            continue
+        if outdir == p.resolve().parent or outdir in p.resolve().parents:
+            continue
+        keep.append(p)
+    return keep
+
+
+def _make_item(path: Path, output: Path, *, reference: Path | None, options: dict, task: str | None = None) -> BatchItem:
+    kind = api.kind_of(path)
+    if task and task != kind:
+        raise InputError(f"{path.name}: manifest task is {task!r} but the file is {kind} (task must be mri or audio)")
+    return BatchItem(input=Path(path), output=Path(output), kind=kind, reference=reference, options=dict(options))
+
+
+def _parse_option(value: str):
+    """Manifest cells are JSON when they parse (``50``, ``0.5``, ``true``), else plain strings."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def items_from_manifest(manifest: Path, outdir: Path, options: dict | None = None) -> list[BatchItem]:
+    """CSV with a ``path`` column, optional ``reference``, ``task`` (mri|audio) and ``output``;
+    any other column is a per-row option for the restore function (empty cells are left out).
+    Relative paths are relative to the manifest's folder."""
+    manifest = Path(manifest)
+    base = manifest.parent
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            raise InputError(f"{manifest}: a manifest needs a 'path' column, got {reader.fieldnames}")
+        rows = list(reader)
+    items = []
+    for line, row in enumerate(rows, start=2):
+        if not (row.get("path") or "").strip():
+            raise InputError(f"{manifest}:{line}: empty path")
+        path = base / row["path"].strip()
+        ref = (row.get("reference") or "").strip()
+        out = (row.get("output") or "").strip()
+        row_options = {k: _parse_option(v) for k, v in row.items() if k not in MANIFEST_COLUMNS and v not in (None, "")}
+        items.append(_make_item(
+            path,
+            Path(outdir) / out if out else output_for(path, base, outdir),
+            reference=base / ref if ref else reference_for(path),
+            options={**(options or {}), **row_options},
+            task=(row.get("task") or "").strip() or None,
+        ))
+    return items
+
+
+def discover(source: str | Path, outdir: str | Path, options: dict | None = None) -> list[BatchItem]:
+    """Items for a folder (recursive), a glob pattern or a ``.csv`` manifest; sorted by input path."""
+    source_text, outdir = str(source), Path(outdir)
+    source = Path(source_text)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        items = items_from_manifest(source, outdir, options)
+    elif source.is_dir():
+        items = [_make_item(p, output_for(p, source, outdir), reference=reference_for(p), options=options or {})
+                 for p in _candidates(list(source.rglob("*")), outdir)]
+    elif source.is_file():
+        items = [_make_item(source, output_for(source, source.parent, outdir), reference=reference_for(source),
+                            options=options or {})]
+    elif glob.has_magic(source_text):
+        paths = [Path(p) for p in glob.glob(source_text, recursive=True)]
+        root = Path(os.path.commonpath([p.parent for p in paths])) if paths else Path(".")
+        items = [_make_item(p, output_for(p, root, outdir), reference=reference_for(p), options=options or {})
+                 for p in _candidates(paths, outdir)]
+    else:
+        raise InputError(f"batch input not found: {source_text} (give a folder, a glob pattern or a .csv manifest)")
+    outputs = [it.output for it in items]
+    duplicates = {str(o) for o in outputs if outputs.count(o) > 1}
+    if duplicates:
+        raise InputError(f"two inputs would write the same output: {sorted(duplicates)[:3]} (give explicit outputs)")
+    return sorted(items, key=lambda it: str(it.input))
+
+
+def settled(path: Path, *, min_age_seconds: float, now: float | None = None) -> bool:
+    """True when ``path`` has not been modified for ``min_age_seconds`` (a copy into an inbox is over)."""
+    return ((now if now is not None else time.time()) - Path(path).stat().st_mtime) >= min_age_seconds
+
+
+# ---------------------------------------------------------------- skip / resume
+
+
+def _request(item: BatchItem) -> dict:
+    """What the batch asked for, stored in the sidecar under ``batch`` so a rerun can compare it."""
+    return {
+        "options": json.loads(json.dumps(item.options, sort_keys=True, default=str)),
+        "reference": str(item.reference) if item.reference else None,
+        "reference_sha256": api.sha256_of(item.reference) if item.reference else None,
+    }
+
+
+def current_model_version(kind: api.Kind, options: dict) -> str | None:
+    """The model version the modality's restore function would use now, if it says so.
+
+    Looks for ``model_version(**options)`` (or a ``MODEL_VERSION`` constant) in
+    ``restore.<kind>.pipeline``; None when the modality exposes neither, in which case the model
+    version is not part of the skip decision.
+    """
+    import importlib
+
+    try:
+        pipeline = importlib.import_module(f"restore.{kind}.pipeline")
+    except ModuleNotFoundError:
+        return None
+    if callable(getattr(pipeline, "model_version", None)):
+        return str(pipeline.model_version(**options))
+    version = getattr(pipeline, "MODEL_VERSION", None)
+    return None if version is None else str(version)
+
+
+def up_to_date(item: BatchItem) -> tuple[bool, str]:
+    """(True, record-path) when the output is done with the same input, request and model; else (False, why)."""
+    if not item.output.is_file():
+        return False, "no output"
+    if not item.sidecar.is_file():
+        return False, "output without sidecar (interrupted)"
+    try:
+        record = json.loads(item.sidecar.read_text())
+    except ValueError:
+        return False, "unreadable sidecar"
+    if record.get("input", {}).get("sha256") != api.sha256_of(item.input):
+        return False, "input changed"
+    if record.get("batch") != _request(item):
+        return False, "options or reference changed"
+    version = current_model_version(item.kind, item.options)
+    if version is not None and str(record.get("model", {}).get("version")) != version:
+        return False, "model version changed"
+    return True, "up to date"
+
+
+def remove_partials(path: Path) -> list[Path]:
+    """Delete temporary files :func:`restore.outputs.atomic_write` leaves when killed mid-write."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f".{path.name}.*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def run_item(item: BatchItem, *, resume: bool = True) -> FileResult:
+    """Restore one item, or skip it when ``resume`` and its output is up to date.
+
+    A stale or partial output of an earlier run is replaced (outputs are written atomically, so a
+    kill leaves the old file or the new one, never half of one). Exceptions propagate: the caller
+    decides on retries with :func:`is_transient`.
+    """
+    result = FileResult(input=str(item.input), output=str(item.output), kind=item.kind, status="skipped",
+                        reference=str(item.reference) if item.reference else None)
+    if resume and up_to_date(item)[0]:
+        result.record = json.loads(item.sidecar.read_text())
+        result.metrics = result.record.get("metrics", {})
+        result.seconds = float(result.record.get("timing", {}).get("seconds", 0.0))
+        return result
+    for path in (item.output, item.sidecar):
+        remove_partials(path)
+    start = time.perf_counter()
+    record = api.restore_file(item.input, item.output, reference=item.reference, overwrite=True, progress=False,
+                              **item.options)
+    record = {**record, "batch": _request(item)}
+    write_sidecar(item.sidecar, record)
+    result.status, result.record = "done", record
+    result.metrics = record.get("metrics", {})
+    result.seconds = float(record.get("timing", {}).get("seconds", time.perf_counter() - start))
+    return result
+
+
+def failed_result(item: BatchItem, error: BaseException | str) -> FileResult:
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return FileResult(input=str(item.input), output=str(item.output), kind=item.kind, status="failed",
+                      reference=str(item.reference) if item.reference else None, error=message)
+
+
+TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.ESTALE,
+                    errno.ECONNRESET, errno.ECONNREFUSED}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth a retry: timeouts, lost connections, busy or flaky file systems, out of memory.
+
+    Never bad input (:class:`InputError`, ``ValueError``, missing files): a retry would fail the same way.
+    """
+    if isinstance(error, (InputError, ValueError, TypeError, KeyError, FileNotFoundError, PermissionError,
+                          IsADirectoryError, NotImplementedError)):
+        return False
+    if isinstance(error, (TimeoutError, ConnectionError, MemoryError, BlockingIOError, InterruptedError)):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in TRANSIENT_ERRNOS
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+# ---------------------------------------------------------------- inbox ledger
+
+INBOX_LEDGER = "inbox_ledger.jsonl"
+
+
+def ledger_key(path: Path) -> str:
+    """Identity of an inbox file as it is now: path, size and modification time (no hashing)."""
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def read_ledger(path: Path) -> dict[str, dict]:
+    """Key -> last entry. A truncated last line (killed mid-append) is ignored."""
+    entries: dict[str, dict] = {}
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            entries[entry["key"]] = entry
+    return entries
+
+
+def append_ledger(path: Path, items: list[BatchItem], results: list[FileResult]) -> None:
+    """Mark what an inbox run has done: one line per file that was restored, skipped or failed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        for item, result in zip(items, results):
+            f.write(json.dumps({"key": ledger_key(item.input), "input": str(item.input), "status": result.status,
+                                "output": result.output, "error": result.error, "time": time.time()}) + "\n")

@@ -1,0 +1,241 @@
+"""Batch reports without Prefect: summary CSV/JSON, before/after pictures and a static HTML page.
+
+Pictures: MRI gets the middle axial, coronal and sagittal slices of input, output and their
+difference (one 3x3 figure); audio gets spectrograms before and after. The HTML page lists
+failures first, then a table of every file with its status, metrics, time and picture.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from restore.batch import FileResult, split_suffix
+from restore.outputs import atomic_write
+
+SUMMARY_CSV, SUMMARY_JSON, REPORT_HTML, PICTURES = "batch_summary.csv", "batch_summary.json", "report.html", "report"
+
+
+def counts(results: list[FileResult]) -> dict[str, int]:
+    out = {"total": len(results), "done": 0, "skipped": 0, "failed": 0}
+    for r in results:
+        out[r.status] += 1
+    return out
+
+
+def metric_names(results: list[FileResult]) -> list[str]:
+    """Sorted union of scalar metric names over all results."""
+    names = {k for r in results for k, v in r.metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    return sorted(names)
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return "" if value is None else str(value)
+
+
+def table_rows(results: list[FileResult]) -> list[dict]:
+    """One flat row per file: name, kind, status, seconds, each metric, error."""
+    names = metric_names(results)
+    rows = []
+    for r in results:
+        row = {"file": Path(r.input).name, "kind": r.kind, "status": r.status, "seconds": round(r.seconds, 3)}
+        row.update({m: r.metrics.get(m, "") for m in names})
+        row["error"] = r.error or ""
+        rows.append(row)
+    return rows
+
+
+def write_summary(results: list[FileResult], outdir: Path) -> tuple[Path, Path]:
+    """``batch_summary.csv`` (one row per file) and ``batch_summary.json`` (counts + per-file details)."""
+    outdir = Path(outdir)
+    names = metric_names(results)
+    fields = ["input", "output", "kind", "status", "seconds", *names, "error"]
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for r in results:
+                writer.writerow({"input": r.input, "output": r.output, "kind": r.kind, "status": r.status,
+                                 "seconds": round(r.seconds, 3), **{m: r.metrics.get(m, "") for m in names},
+                                 "error": r.error or ""})
+
+    summary = {"counts": counts(results), "files": [
+        {"input": r.input, "output": r.output, "kind": r.kind, "status": r.status, "seconds": r.seconds,
+         "reference": r.reference, "metrics": r.metrics, "error": r.error,
+         "model": (r.record or {}).get("model"), "params": (r.record or {}).get("params")}
+        for r in results]}
+    text = json.dumps(summary, indent=2, default=_json_default) + "\n"
+    atomic_write(outdir / SUMMARY_CSV, write_csv)
+    atomic_write(outdir / SUMMARY_JSON, lambda tmp: tmp.write_text(text))
+    return outdir / SUMMARY_CSV, outdir / SUMMARY_JSON
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        value = value.item()
+        return value if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return str(value)
+
+
+def markdown_summary(results: list[FileResult], report: Path | None = None) -> str:
+    """A short markdown summary (counts, failures, report location) for a Prefect artifact."""
+    c = counts(results)
+    lines = [f"# Restore batch: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed of {c['total']}", ""]
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        lines += ["## Failed", ""] + [f"- **{Path(r.input).name}**: {r.error}" for r in failed] + [""]
+    if report is not None:
+        lines += [f"HTML report: `{report}`"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def _middle_slices(volume: np.ndarray) -> list[np.ndarray]:
+    """Middle sagittal, coronal and axial slices of a (X, Y, Z[, ...]) volume (first volume if 4D)."""
+    v = volume.reshape(volume.shape[:3] + (-1,))[..., 0] if volume.ndim > 3 else volume
+    x, y, z = (s // 2 for s in v.shape[:3])
+    return [np.rot90(v[x, :, :]), np.rot90(v[:, y, :]), np.rot90(v[:, :, z])]
+
+
+def mri_figure(data_in: np.ndarray, data_out: np.ndarray, title: str):
+    """3x3 figure: rows input, output, difference (output - input); columns three orthogonal slices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("input", data_in), ("output", data_out), ("difference", data_out - data_in)]
+    lo, hi = np.percentile(data_in, [1, 99.5])
+    span = float(np.percentile(np.abs(data_out - data_in), 99.5)) or 1.0
+    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.5), constrained_layout=True)
+    for i, (label, volume) in enumerate(rows):
+        for j, (plane, sl) in enumerate(zip(("sagittal", "coronal", "axial"), _middle_slices(volume))):
+            ax = axes[i, j]
+            if label == "difference":
+                ax.imshow(sl, cmap="RdBu_r", vmin=-span, vmax=span)
+            else:
+                ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(plane)
+            if j == 0:
+                ax.set_ylabel(label)
+    fig.suptitle(title)
+    return fig
+
+
+def _spectrogram_db(samples: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from scipy.signal import stft
+
+    mono = samples.mean(axis=1) if samples.ndim > 1 else samples
+    f, t, z = stft(mono, fs=sr, nperseg=512 if sr >= 16000 else 256)
+    return f, t, 20 * np.log10(np.abs(z) + 1e-8)
+
+
+def audio_figure(samples_in: np.ndarray, samples_out: np.ndarray, sr_in: int, sr_out: int, title: str):
+    """Spectrograms before (input) and after (output) on one dB colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    specs = [("before", *_spectrogram_db(samples_in, sr_in)), ("after", *_spectrogram_db(samples_out, sr_out))]
+    vmax = max(float(s[3].max()) for s in specs)
+    fig, axes = plt.subplots(2, 1, figsize=(7.5, 5), constrained_layout=True, sharex=True)
+    for ax, (label, f, t, db) in zip(axes, specs):
+        mesh = ax.pcolormesh(t, f / 1000, db, shading="auto", vmin=vmax - 80, vmax=vmax, cmap="magma")
+        ax.set_ylabel(f"{label}\nkHz")
+    axes[-1].set_xlabel("seconds")
+    fig.colorbar(mesh, ax=axes, label="dB")
+    fig.suptitle(title)
+    return fig
+
+
+def picture_path(result: FileResult, picture_dir: Path) -> Path:
+    stem, _ = split_suffix(Path(result.output))
+    return Path(picture_dir) / f"{stem}.png"
+
+
+def make_picture(result: FileResult, picture_dir: Path) -> Path | None:
+    """Write the before/after picture for a done or skipped file; reuse one newer than the output."""
+    if result.status == "failed" or not Path(result.output).is_file():
+        return None
+    target = picture_path(result, picture_dir)
+    if target.is_file() and target.stat().st_mtime >= Path(result.output).stat().st_mtime:
+        return target
+    title = Path(result.input).name
+    if result.kind == "mri":
+        import nibabel as nib
+
+        fig = mri_figure(np.asarray(nib.load(result.input).dataobj, dtype=np.float32),
+                         np.asarray(nib.load(result.output).dataobj, dtype=np.float32), title)
+    else:
+        import soundfile as sf
+
+        samples_in, sr_in = sf.read(result.input, dtype="float32", always_2d=True)
+        samples_out, sr_out = sf.read(result.output, dtype="float32", always_2d=True)
+        fig = audio_figure(samples_in, samples_out, sr_in, sr_out, title)
+    import matplotlib.pyplot as plt
+
+    atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=80))
+    plt.close(fig)
+    return target
+
+
+# ---------------------------------------------------------------- HTML
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}.done{color:#176b2c;font-weight:bold}.skipped{color:#555}
+.failed{color:#b00020;font-weight:bold}.failures{border:2px solid #b00020;background:#fff0f0;padding:.5em 1em}
+img{max-width:640px;display:block;margin:.5em 0}figure{margin:1.5em 0}
+"""
+
+
+def render_html(results: list[FileResult], outdir: Path, pictures: dict[str, Path | None]) -> Path:
+    """``report.html`` in ``outdir``: counts, failures, metrics table, then one picture per file.
+    ``pictures`` maps an input path to its picture (or None)."""
+    outdir = Path(outdir)
+    c, names, esc = counts(results), metric_names(results), html.escape
+    parts = [f"<!doctype html><meta charset='utf-8'><title>Restore batch report</title><style>{_STYLE}</style>",
+             f"<h1>Restore batch: {c['done']} done, {c['skipped']} skipped, "
+             f"<span class='{'failed' if c['failed'] else ''}'>{c['failed']} failed</span> of {c['total']}</h1>"]
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        parts.append("<div class='failures'><h2>Failed</h2><ul>" + "".join(
+            f"<li><b>{esc(Path(r.input).name)}</b>: {esc(r.error or '')}</li>" for r in failed) + "</ul></div>")
+    header = "".join(f"<th>{esc(h)}</th>" for h in ["file", "kind", "status", "seconds", *names, "output"])
+    rows = []
+    for r in results:
+        cells = [esc(Path(r.input).name), r.kind, f"<span class='{r.status}'>{r.status}</span>", f"{r.seconds:.2f}",
+                 *[esc(_number(r.metrics.get(m))) for m in names],
+                 "" if r.status == "failed" else f"<a href='{esc(_relative(r.output, outdir))}'>{esc(Path(r.output).name)}</a>"]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    parts.append(f"<h2>Files</h2><table><tr>{header}</tr>{''.join(rows)}</table>")
+    for r in results:
+        picture = pictures.get(r.input)
+        if picture:
+            caption = ", ".join(f"{m} {_number(r.metrics[m])}" for m in names if m in r.metrics)
+            parts.append(f"<figure><img src='{esc(_relative(picture, outdir))}' alt='{esc(Path(r.input).name)}'>"
+                         f"<figcaption>{esc(Path(r.input).name)}: {esc(caption)}</figcaption></figure>")
+    text = "\n".join(parts) + "\n"
+    atomic_write(outdir / REPORT_HTML, lambda tmp: tmp.write_text(text))
+    return outdir / REPORT_HTML
+
+
+def _relative(path: str | Path, outdir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(outdir.resolve()))
+    except ValueError:
+        return Path(path).resolve().as_uri()
