@@ -10,7 +10,7 @@ A folder or glob never restores such a reference itself. A manifest names refere
 
 Up to date (skipped) means: the output and its sidecar exist, and the sidecar records the same
 input SHA-256, the same requested options and reference, and the model version the restore function
-would use now (when the modality exposes it, see :func:`current_model_version`).
+would use now (read from its model card, see :func:`current_model_version`).
 """
 
 from __future__ import annotations
@@ -215,23 +215,29 @@ def _request(item: BatchItem) -> dict:
     }
 
 
-def current_model_version(kind: api.Kind, options: dict) -> str | None:
-    """The model version the modality's restore function would use now, if it says so.
+# modality -> (restore option naming the weights, module holding the default, its attribute)
+MODEL_WEIGHTS = {"mri": ("model_path", "restore.mri.pipeline", "DEFAULT_MODEL"),
+                 "audio": ("weights", "restore.audio.denoise", "DEFAULT_WEIGHTS")}
 
-    Looks for ``model_version(**options)`` (or a ``MODEL_VERSION`` constant) in
-    ``restore.<kind>.pipeline``; None when the modality exposes neither, in which case the model
-    version is not part of the skip decision.
-    """
+
+def current_model_version(kind: api.Kind, options: dict) -> str | None:
+    """``version`` from the model card of the weights the restore function would load now
+    (the ``model_path``/``weights`` option, else the modality's default); None without a card."""
     import importlib
 
+    from restore.weights import card_path
+
+    option, module, attribute = MODEL_WEIGHTS[kind]
+    weights = options.get(option)
+    if weights is None:
+        try:
+            weights = getattr(importlib.import_module(module), attribute)
+        except (ModuleNotFoundError, AttributeError):
+            return None
     try:
-        pipeline = importlib.import_module(f"restore.{kind}.pipeline")
-    except ModuleNotFoundError:
+        return str(json.loads(card_path(Path(weights)).read_text()).get("version", "unknown"))
+    except (OSError, ValueError):
         return None
-    if callable(getattr(pipeline, "model_version", None)):
-        return str(pipeline.model_version(**options))
-    version = getattr(pipeline, "MODEL_VERSION", None)
-    return None if version is None else str(version)
 
 
 def up_to_date(item: BatchItem) -> tuple[bool, str]:

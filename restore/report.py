@@ -28,10 +28,21 @@ def counts(results: list[FileResult]) -> dict[str, int]:
     return out
 
 
+def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float | int | str]:
+    """``{"reference": {"input": {"psnr": 1}}}`` -> ``{"reference.input.psnr": 1}``; lists are left out."""
+    flat: dict = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_metrics(value, name + "."))
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
 def metric_names(results: list[FileResult]) -> list[str]:
-    """Sorted union of scalar metric names over all results."""
-    names = {k for r in results for k, v in r.metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
-    return sorted(names)
+    """Sorted union of flattened scalar metric names over all results."""
+    return sorted({k for r in results for k in flat_metrics(r.metrics)})
 
 
 def _number(value) -> str:
@@ -40,13 +51,40 @@ def _number(value) -> str:
     return "" if value is None else str(value)
 
 
+LOWER_IS_BETTER = ("sigma", "nrmse", "rmse", "mse", "lsd", "residual", "error")
+
+
+def before_after_pairs(names: list[str]) -> list[tuple[str, str, str]]:
+    """(label, before, after) for ``X_before``/``X_after`` and ``*.input.X``/``*.output.X`` metric names."""
+    pairs = []
+    for name in names:
+        if name.endswith("_before") and name[: -len("_before")] + "_after" in names:
+            pairs.append((name[: -len("_before")], name, name[: -len("_before")] + "_after"))
+        elif ".input." in name and name.replace(".input.", ".output.", 1) in names:
+            pairs.append((name.replace(".input.", ".", 1), name, name.replace(".input.", ".output.", 1)))
+    return pairs
+
+
+def improved(label: str, before: float, after: float) -> bool | None:
+    """True when ``after`` is better than ``before`` (lower for noise/error names, else higher)."""
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (before, after)) or before == after:
+        return None
+    lower = any(word in label.lower() for word in LOWER_IS_BETTER)
+    return (after < before) if lower else (after > before)
+
+
+def _rows_metrics(r: FileResult, names: list[str]) -> dict:
+    flat = flat_metrics(r.metrics)
+    return {m: flat.get(m, "") for m in names}
+
+
 def table_rows(results: list[FileResult]) -> list[dict]:
     """One flat row per file: name, kind, status, seconds, each metric, error."""
     names = metric_names(results)
     rows = []
     for r in results:
         row = {"file": Path(r.input).name, "kind": r.kind, "status": r.status, "seconds": round(r.seconds, 3)}
-        row.update({m: r.metrics.get(m, "") for m in names})
+        row.update(_rows_metrics(r, names))
         row["error"] = r.error or ""
         rows.append(row)
     return rows
@@ -64,7 +102,7 @@ def write_summary(results: list[FileResult], outdir: Path) -> tuple[Path, Path]:
             writer.writeheader()
             for r in results:
                 writer.writerow({"input": r.input, "output": r.output, "kind": r.kind, "status": r.status,
-                                 "seconds": round(r.seconds, 3), **{m: r.metrics.get(m, "") for m in names},
+                                 "seconds": round(r.seconds, 3), **_rows_metrics(r, names),
                                  "error": r.error or ""})
 
     summary = {"counts": counts(results), "files": [
@@ -198,7 +236,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 th{background:#f3f3f3}.done{color:#176b2c;font-weight:bold}.skipped{color:#555}
-.failed{color:#b00020;font-weight:bold}.failures{border:2px solid #b00020;background:#fff0f0;padding:.5em 1em}
+.failed{color:#b00020;font-weight:bold}.better{color:#176b2c}.worse{color:#b00020}.failures{border:2px solid #b00020;background:#fff0f0;padding:.5em 1em}
 img{max-width:640px;display:block;margin:.5em 0}figure{margin:1.5em 0}
 """
 
@@ -215,20 +253,36 @@ def render_html(results: list[FileResult], outdir: Path, pictures: dict[str, Pat
     if failed:
         parts.append("<div class='failures'><h2>Failed</h2><ul>" + "".join(
             f"<li><b>{esc(Path(r.input).name)}</b>: {esc(r.error or '')}</li>" for r in failed) + "</ul></div>")
-    header = "".join(f"<th>{esc(h)}</th>" for h in ["file", "kind", "status", "seconds", *names, "output"])
+    pairs = before_after_pairs(names)
+    paired = {n for _, b, a in pairs for n in (b, a)}
+    others = [m for m in names if m not in paired]
+    header = "".join(f"<th>{h}</th>" for h in ["file", "kind", "status", "seconds",
+                     *[f"{esc(p[0])}: before &rarr; after" for p in pairs], *[esc(m) for m in others]])
     rows = []
     for r in results:
-        cells = [esc(Path(r.input).name), r.kind, f"<span class='{r.status}'>{r.status}</span>", f"{r.seconds:.2f}",
-                 *[esc(_number(r.metrics.get(m))) for m in names],
-                 "" if r.status == "failed" else f"<a href='{esc(_relative(r.output, outdir))}'>{esc(Path(r.output).name)}</a>"]
+        flat = flat_metrics(r.metrics)
+        cells = [esc(Path(r.input).name) if r.status == "failed" else
+                 f"<a href='{esc(_relative(r.output, outdir))}'>{esc(Path(r.input).name)}</a>",
+                 r.kind, f"<span class='{r.status}'>{r.status}</span>", f"{r.seconds:.2f}"]
+        for label, b, a in pairs:
+            if b in flat and a in flat:
+                verdict = improved(label, flat[b], flat[a])
+                css = "" if verdict is None else ("better" if verdict else "worse")
+                cells.append(f"<span class='{css}'>{_number(flat[b])} &rarr; {_number(flat[a])}</span>")
+            else:
+                cells.append("")
+        cells += [esc(_number(flat.get(m))) for m in others]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    parts.append(f"<h2>Files</h2><table><tr>{header}</tr>{''.join(rows)}</table>")
+    parts.append("<h2>Files</h2><p>Green: better after restoration; red: worse. Click a name for the restored "
+                 f"file.</p><table><tr>{header}</tr>{''.join(rows)}</table>")
     for r in results:
         picture = pictures.get(r.input)
         if picture:
-            caption = ", ".join(f"{m} {_number(r.metrics[m])}" for m in names if m in r.metrics)
+            flat = flat_metrics(r.metrics)
+            caption = "; ".join(f"{esc(label)} {_number(flat[b])} &rarr; {_number(flat[a])}"
+                                for label, b, a in pairs if b in flat and a in flat)
             parts.append(f"<figure><img src='{esc(_relative(picture, outdir))}' alt='{esc(Path(r.input).name)}'>"
-                         f"<figcaption>{esc(Path(r.input).name)}: {esc(caption)}</figcaption></figure>")
+                         f"<figcaption><b>{esc(Path(r.input).name)}</b> {caption}</figcaption></figure>")
     text = "\n".join(parts) + "\n"
     atomic_write(outdir / REPORT_HTML, lambda tmp: tmp.write_text(text))
     return outdir / REPORT_HTML
