@@ -67,3 +67,21 @@ def fake_restore_file(input_path, output_path, *, reference=None, overwrite=Fals
               "timing": {"seconds": time.perf_counter() - start}}
     write_sidecar(sidecar_path(output_path), record)
     return record
+
+
+def use_fake() -> None:
+    """Route restore.api.restore_file to the fake, and report the fake's model version as current."""
+    from restore import batch
+
+    api.restore_file = fake_restore_file
+    batch.current_model_version = lambda kind, options: MODEL["version"]
+
+
+if __name__ == "__main__":  # `python tests/flow_fakes.py batch IN -o OUT ...`: the CLI on the fake
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    use_fake()
+    from flows.cli import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,207 @@
+"""The Prefect flows end to end under one session-scoped ``prefect_test_harness``.
+
+The restore function is the fake of ``flow_fakes`` (same contract as restore.api), so these tests
+check the flows' own work: mapping, failures, retries, skip/resume after a kill, reports, artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+# Before Prefect is imported: its home, database and settings live in a temporary folder.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="restore-test-prefect-")
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+sys.path.insert(0, str(Path(__file__).parent))
+import flow_fakes  # noqa: E402
+
+from restore import api, batch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    """The fake restore function in this process; returns the names it was called with, in order."""
+    log: list[str] = []
+
+    def restore(input_path, output_path, **kw):
+        log.append(Path(input_path).name)
+        return flow_fakes.fake_restore_file(input_path, output_path, **kw)
+
+    monkeypatch.setattr(api, "restore_file", restore)
+    monkeypatch.setattr(batch, "current_model_version", lambda kind, options: flow_fakes.MODEL["version"])
+    return log
+
+
+@pytest.fixture
+def mixed(tmp_path) -> Path:
+    """MRI with its clean reference, another MRI, audio with its reference, and one corrupt NIfTI."""
+    src = tmp_path / "in"
+    src.mkdir()
+    flow_fakes.make_mri(src / "t1_noisy.nii.gz")
+    flow_fakes.make_mri(src / "t1_clean.nii.gz", seed=1)
+    flow_fakes.make_mri(src / "t2.nii.gz", seed=2)
+    flow_fakes.make_wav(src / "speech_noisy.wav")
+    flow_fakes.make_wav(src / "speech_clean.wav", seed=1)
+    (src / "corrupt.nii.gz").write_bytes(b"this is not a NIfTI file")
+    return src
+
+
+def run_cli(*argv: str) -> tuple[int, dict]:
+    from flows.cli import main
+
+    code = main(["batch", *argv, "--no-progress"])
+    outdir = Path(argv[argv.index("-o") + 1])
+    return code, json.loads((outdir / "batch_summary.json").read_text())
+
+
+def by_name(summary: dict) -> dict[str, dict]:
+    return {Path(f["input"]).name: f for f in summary["files"]}
+
+
+def test_mixed_folder_done_corrupt_reported_rerun_skips(prefect_api, mixed, tmp_path, calls):
+    out = tmp_path / "out"
+    code, summary = run_cli(str(mixed), "-o", str(out))
+    assert code == 1  # one file failed
+    assert summary["counts"] == {"total": 4, "done": 3, "skipped": 0, "failed": 1}
+    files = by_name(summary)
+    assert "corrupt.nii.gz" in files["corrupt.nii.gz"]["error"] and "InputError" in files["corrupt.nii.gz"]["error"]
+    assert calls.count("corrupt.nii.gz") == 1  # bad input is not retried
+    for name in ("t1_noisy_restored.nii.gz", "t2_restored.nii.gz", "speech_noisy_restored.wav"):
+        assert (out / name).is_file()
+        stem = name.split(".")[0]
+        assert json.loads((out / f"{stem}.json").read_text())["input"]["sha256"]
+        assert (out / "report" / f"{stem}.png").is_file()
+    assert not (out / "corrupt_restored.nii.gz").exists()
+    assert files["t1_noisy.nii.gz"]["reference"] == str(mixed / "t1_clean.nii.gz")
+    page = (out / "report.html").read_text()
+    assert "class='failures'" in page and "corrupt.nii.gz" in page
+    assert (out / "batch_summary.csv").read_text().count("\n") == 5
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["restore-batch-summary", "restore-batch-files"])))
+    assert {a.type for a in artifacts} >= {"markdown", "table"}
+    assert any("1 failed" in str(a.data) for a in artifacts if a.type == "markdown")
+
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*_restored.*")}
+    del calls[:]
+    code, summary = run_cli(str(mixed), "-o", str(out))
+    assert summary["counts"] == {"total": 4, "done": 0, "skipped": 3, "failed": 1}
+    assert calls == ["corrupt.nii.gz"]  # nothing finished was redone
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*_restored.*")} == mtimes
+
+
+def test_transient_errors_are_retried(prefect_api, mixed, tmp_path, calls, monkeypatch):
+    import flows.batch
+
+    fake = api.restore_file
+    failures = {"speech_noisy.wav": 1}
+
+    def flaky(input_path, output_path, **kw):
+        if failures.get(Path(input_path).name):
+            failures[Path(input_path).name] -= 1
+            calls.append(Path(input_path).name)
+            raise TimeoutError("file server did not answer")
+        return fake(input_path, output_path, **kw)
+
+    monkeypatch.setattr(api, "restore_file", flaky)
+    monkeypatch.setattr(flows.batch, "restore_one", flows.batch.restore_one.with_options(retry_delay_seconds=0))
+    summary = flows.batch.restore_batch(str(mixed / "*.wav"), str(tmp_path / "out"))
+    assert by_name(summary)["speech_noisy.wav"]["status"] == "done"
+    assert calls == ["speech_noisy.wav", "speech_noisy.wav"]
+
+
+def test_killed_batch_resumes_and_redoes_no_finished_file(prefect_api, tmp_path, calls):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(6):
+        flow_fakes.make_wav(src / f"take{i}.wav", seed=i)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "RESTORE_FAKE_DELAY": "0.5", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "flow_fakes.py"), "batch", str(src),
+                                "-o", str(out), "--no-progress"], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    finished: list[Path] = []
+    while time.monotonic() < deadline and len(finished) < 2 and process.poll() is None:
+        time.sleep(0.05)
+        finished = [p for p in out.glob("*.json") if '"batch"' in p.read_text()]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 2 <= len(finished) < 6, "the batch was not killed half-way"
+    kept = {p.name: p.stat().st_mtime_ns for p in finished}
+
+    code, summary = run_cli(str(src), "-o", str(out))
+    assert code == 0
+    statuses = {Path(f["output"]).name.replace(".wav", ".json"): f["status"] for f in summary["files"]}
+    assert {name for name, s in statuses.items() if s == "skipped"} >= set(kept)
+    assert summary["counts"]["done"] + summary["counts"]["skipped"] == 6
+    assert len(calls) == summary["counts"]["done"] <= 4
+    assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
+    assert sorted(p.name for p in out.glob("*_restored.wav")) == [f"take{i}_restored.wav" for i in range(6)]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial files left
+
+
+def test_watch_inbox_restores_settled_files_once(prefect_api, tmp_path, calls):
+    from flows.inbox import watch_inbox
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    flow_fakes.make_wav(inbox / "old.wav")
+    flow_fakes.make_wav(inbox / "copying.wav", seed=1)
+    os.utime(inbox / "old.wav", (time.time() - 600, time.time() - 600))
+    first = watch_inbox(str(inbox), str(out), settle_seconds=60)
+    assert [Path(f["input"]).name for f in first["files"]] == ["old.wav"]  # copying.wav is still too new
+    assert (out / "old_restored.wav").is_file()
+    second = watch_inbox(str(inbox), str(out), settle_seconds=60)
+    assert second["counts"]["total"] == 0 and calls == ["old.wav"]
+    assert len(batch.read_ledger(out / batch.INBOX_LEDGER)) == 1
+
+
+def test_restore_file_flow_dispatches_on_file_type(prefect_api, mixed, tmp_path, calls):
+    from flows.batch import restore_file
+
+    result = restore_file(str(mixed / "t1_noisy.nii.gz"), str(tmp_path / "one.nii.gz"))
+    assert (result["status"], result["kind"]) == ("done", "mri")
+    assert result["reference"] == str(mixed / "t1_clean.nii.gz")
+    assert json.loads((tmp_path / "one.json").read_text())["kind"] == "mri"
+
+
+def test_train_flow_runs_the_stages_in_order(prefect_api, monkeypatch, tmp_path):
+    import types
+
+    from flows.train import train
+
+    done = []
+    module = types.ModuleType("restore.audio.train")
+    module.prepare_data = lambda config: done.append("prepare") or "data"
+    module.train = lambda config, data: done.append(f"train on {data}") or "weights"
+    module.evaluate = lambda config, weights: done.append(f"evaluate {weights}") or {"si_sdr": 9.0}
+    module.write_model_card = lambda config, metrics: done.append("card") or str(tmp_path / "card.json")
+    module.main = lambda config: pytest.fail("main must not run when the stages exist")
+    monkeypatch.setitem(sys.modules, "restore.audio.train", module)
+    assert train("audio", "configs/audio_denoise.yaml") == str(tmp_path / "card.json")
+    assert done == ["prepare", "train on data", "evaluate weights", "card"]
