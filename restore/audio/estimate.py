@@ -1,0 +1,67 @@
+"""Degradation estimate without a reference: noise PSD, SNR, and the model-domain noise level sigma.
+
+The noise PSD is the mean power spectrum of the quietest frames (a simple form of minimum
+statistics, Martin 2001): speech has pauses, stationary noise fills them. From it:
+
+- ``snr_db = 10 log10((P_total - P_noise) / P_noise)``;
+- ``sigma``: the per-component std that this noise causes in the compressed spectrogram of
+  :mod:`restore.audio.spectral`, from a first-order expansion of ``z -> beta |z|^alpha e^{i angle z}``:
+  noise-only bins give ``beta^2 E[P^alpha] = beta^2 Gamma(1 + alpha) N^alpha``; bins with speech
+  power ``S`` give ``beta^2 (alpha^2 + 1) / 2 * S^(alpha - 1) N`` (the smaller of the two is used).
+
+``sigma`` maps to the start step ``t* = schedule.timestep_for_sigma(strength * sigma)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from restore.audio import spectral
+
+QUIET_FRACTION = 0.2  # share of frames taken as noise-only
+SNR_CEILING_DB = 100.0
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Per batch row: ``snr_db``, ``noise_floor_db`` (noise power re. full scale), ``sigma`` (model units)."""
+
+    snr_db: torch.Tensor  # (B,)
+    noise_floor_db: torch.Tensor  # (B,)
+    sigma: torch.Tensor  # (B,)
+
+
+def estimate_noise_psd(power: torch.Tensor, *, quiet_fraction: float = QUIET_FRACTION) -> torch.Tensor:
+    """``power: (B, F, N)`` -> noise PSD ``(B, F)``: mean over the quietest ``quiet_fraction`` of frames."""
+    n_frames = power.shape[-1]
+    k = max(1, int(round(quiet_fraction * n_frames)))
+    quiet = power.sum(dim=1).topk(k, dim=-1, largest=False).indices  # (B, k)
+    picked = torch.gather(power, 2, quiet[:, None, :].expand(-1, power.shape[1], -1))
+    return picked.mean(dim=-1)
+
+
+def estimate_degradation(samples: torch.Tensor, scale: torch.Tensor | None = None) -> Degradation:
+    """``samples: (B, L)`` at :data:`spectral.MODEL_SR` -> :class:`Degradation`.
+
+    ``scale`` is the level normalisation the model will use (default: the RMS of ``samples``).
+    """
+    scale = spectral.level_of(samples) if scale is None else scale
+    X = spectral.stft(samples.float() / scale[:, None])
+    power = X.real.pow(2) + X.imag.pow(2)  # (B, F, N)
+    noise = estimate_noise_psd(power).clamp(min=1e-20)  # (B, F)
+    p_total = power.sum(dim=1).mean(dim=-1)
+    p_noise = noise.sum(dim=1)
+    p_signal = (p_total - p_noise).clamp(min=p_noise * 10 ** (-SNR_CEILING_DB / 10))
+    snr_db = 10 * torch.log10(p_signal / p_noise)
+    window_energy = float(spectral._window(samples.device).pow(2).sum())
+    noise_floor_db = 10 * torch.log10(p_noise * scale**2 / (window_energy * spectral.N_FFT / 2) + 1e-30)
+    a, b = spectral.ALPHA, spectral.BETA
+    speech = (power - noise[..., None]).clamp(min=0)
+    var_noise_only = b**2 * math.gamma(1 + a) * noise[..., None].pow(a)
+    var_speech = b**2 * (a**2 + 1) / 2 * speech.clamp(min=1e-20).pow(a - 1) * noise[..., None]
+    var = torch.minimum(var_noise_only.expand_as(var_speech), var_speech)
+    sigma = (var.mean(dim=(1, 2)) / 2).sqrt()  # per real/imag component
+    return Degradation(snr_db, noise_floor_db, sigma)

@@ -1,0 +1,130 @@
+"""Audio files at the edge: probe, validate, read blocks, write in the input's format (soundfile).
+
+Blocks are ``(frames, channels)`` float32 in [-1, 1] full scale. Nothing is resampled here.
+Bad input raises :class:`InputError` with what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from restore.errors import InputError
+
+# output suffix -> libsndfile major format
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+SILENCE_PEAK = 1e-6  # a file whose peak stays below this (-120 dBFS) is "all silent"
+SCAN_FRAMES = 1 << 18
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    sr: int
+    channels: int
+    frames: int
+    format: str  # libsndfile major format, e.g. "WAV"
+    subtype: str  # e.g. "PCM_16", "FLOAT", "VORBIS"
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sr
+
+
+def load_info(path: Path) -> AudioInfo:
+    """Probe ``path``: readable, a supported suffix and format, and not empty."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise InputError(f"unsupported audio file type {path.name!r} (expected {', '.join(FORMATS)})")
+    if not path.is_file():
+        raise InputError(f"input not found: {path}")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise InputError(f"cannot read {path.name} as audio ({e}); expected WAV, FLAC, OGG or MP3") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise InputError(f"{path.name} holds no audio samples (empty file)")
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
+
+
+def scan_samples(info: AudioInfo) -> float:
+    """Stream through the whole file once; return its peak. NaN/Inf or an all-silent file is an InputError."""
+    peak = 0.0
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            for block in f.blocks(blocksize=SCAN_FRAMES, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    raise InputError(f"{info.path.name} contains NaN or infinite samples")
+                peak = max(peak, float(np.abs(block).max(initial=0.0)))
+    except sf.LibsndfileError as e:
+        raise InputError(f"cannot decode {info.path.name} ({e})") from None
+    if peak < SILENCE_PEAK:
+        raise InputError(f"{info.path.name} is silent (peak {peak:.2g} < {SILENCE_PEAK:g}): nothing to restore")
+    return peak
+
+
+def read_block(info: AudioInfo, start: int, stop: int) -> np.ndarray:
+    """Samples ``[start, stop)`` as ``(stop - start, channels)`` float32."""
+    with sf.SoundFile(str(info.path)) as f:
+        f.seek(start)
+        block = f.read(stop - start, dtype="float32", always_2d=True)
+    if block.shape[0] < stop - start:  # some decoders (MP3) report a few frames too many
+        block = np.pad(block, ((0, stop - start - block.shape[0]), (0, 0)))
+    return block
+
+
+def read_all(path: Path, *, max_frames: int | None = None) -> tuple[np.ndarray, int]:
+    """Whole file (or its first ``max_frames``) as ``(frames, channels)`` float32, and its rate."""
+    samples, sr = sf.read(str(path), frames=-1 if max_frames is None else max_frames, dtype="float32", always_2d=True)
+    return samples, int(sr)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    format: str
+    subtype: str
+
+    @property
+    def is_integer(self) -> bool:
+        return self.subtype.startswith(("PCM_", "ULAW", "ALAW")) or self.subtype in ("DPCM_8", "DPCM_16")
+
+
+def output_format(info: AudioInfo, output_path: Path) -> OutputFormat:
+    """The input's format and subtype, unless the output suffix asks for another format."""
+    suffix = Path(output_path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InputError(f"unsupported output file type {Path(output_path).name!r} (expected {', '.join(FORMATS)})")
+    fmt = FORMATS[suffix]
+    if fmt == info.format and sf.check_format(fmt, info.subtype):
+        return OutputFormat(fmt, info.subtype)
+    return OutputFormat(fmt, sf.default_subtype(fmt))
+
+
+class AudioWriter:
+    """Sequential writer; integer subtypes get samples clipped to [-1, 1], and the count is kept."""
+
+    def __init__(self, path: Path, sr: int, channels: int, fmt: OutputFormat) -> None:
+        self._file = sf.SoundFile(str(path), "w", samplerate=sr, channels=channels, format=fmt.format, subtype=fmt.subtype)
+        self._clip = fmt.is_integer or fmt.format in ("OGG", "MP3")
+        self.clipped = 0
+
+    def write(self, block: np.ndarray) -> None:
+        if self._clip:
+            over = np.abs(block) > 1.0
+            if over.any():
+                self.clipped += int(over.sum())
+                block = np.clip(block, -1.0, 1.0)
+        self._file.write(block)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
