@@ -25,8 +25,11 @@ def check_output_path(input_path: Path, output_path: Path, *, overwrite: bool) -
     probe = folder
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise InputError(f"output folder is not writable: {folder}")
+    try:  # a real write probe: os.access says yes to root even on read-only places
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise InputError(f"output folder is not writable: {folder} ({e.strerror})") from None
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], *, suffix: str | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Quality metrics: image metrics for MRI here; audio metrics live beside the audio code."""

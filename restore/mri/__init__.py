@@ -1,0 +1,1 @@
+"""MRI: load NIfTI -> estimate Rician sigma -> t* -> 2.5D conditional reverse steps -> metrics -> write."""

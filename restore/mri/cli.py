@@ -1,0 +1,44 @@
+"""``restore mri INPUT -o OUTPUT ...``"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from restore.outputs import sidecar_path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mri", help="restore a noisy NIfTI volume (3D or 4D)",
+                       description="Denoise a NIfTI volume with the 2.5D conditional diffusion model.")
+    p.add_argument("input", type=Path, help="input .nii or .nii.gz (never modified)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .nii/.nii.gz; sidecar goes to OUTPUT.json")
+    p.add_argument("--reference", type=Path, help="clean reference volume: adds PSNR/SSIM/NRMSE to the sidecar")
+    p.add_argument("--sigma", type=float, help="noise sigma in the input's units (default: estimated)")
+    p.add_argument("--steps", type=int, help="reverse diffusion steps (default: 2)")
+    p.add_argument("--samples", type=int, default=1, help="posterior samples to average; >1 also writes OUTPUT_std")
+    p.add_argument("--strength", type=float, default=1.0, help="scale the noise level that sets t* (default 1)")
+    p.add_argument("--slice-axis", type=int, default=2, choices=[0, 1, 2], help="axis of the 2D slices (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", choices=["float32"], help="write float32 instead of the input's dtype")
+    p.add_argument("--fp32", action="store_true", help="disable bf16 autocast on CPU")
+    p.add_argument("--model", type=Path, help="weights (.safetensors with its .json card)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from restore.mri.pipeline import restore_nifti, summary_lines
+
+    record = restore_nifti(
+        args.input, args.output, reference=args.reference, sigma=args.sigma, steps=args.steps,
+        samples=args.samples, strength=args.strength, seed=args.seed, device=args.device,
+        bf16=False if args.fp32 else None, dtype=args.dtype, slice_axis=args.slice_axis,
+        overwrite=args.overwrite, progress=not args.quiet, model_path=args.model,
+    )
+    if not args.quiet:
+        print("\n".join(summary_lines(record)))
+        print(f"metrics: {sidecar_path(args.output)}")
+    return 0

@@ -1,0 +1,121 @@
+"""Training data for the MRI denoiser: real T1 volumes that install offline, augmented on the fly.
+
+Sources (no downloads): Debian ``mricron-data`` (``/usr/share/mricron/templates``) and the MNI152
+template inside the ``nilearn`` wheel (``nilearn:mni152``). Each training volume is resampled to
+several voxel sizes; every batch draws slabs of ``2n + 1`` neighbouring slices in all three
+orientations, with flips, an intensity gamma and Rician noise whose sigma spans the configured
+range (fraction of the 99th percentile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from restore.errors import InputError
+from restore.mri.noise import add_rician_noise
+
+MRICRON = Path("/usr/share/mricron/templates")
+
+
+def load_source(spec: str) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A training/validation volume by name: ``mricron:ch2.nii.gz``, ``nilearn:mni152`` or a path.
+
+    Returns the data (float32, scaled so its 99th percentile is 1) and its voxel size in mm.
+    """
+    if spec.startswith("nilearn:"):
+        try:
+            from nilearn.datasets import load_mni152_template
+        except ImportError:
+            raise InputError("nilearn is not installed: pip install nilearn (or `pip install -e .[train]`)") from None
+        if spec != "nilearn:mni152":
+            raise InputError(f"unknown nilearn volume {spec!r} (only nilearn:mni152)")
+        img = load_mni152_template(resolution=1)
+    else:
+        path = MRICRON / spec.split(":", 1)[1] if spec.startswith("mricron:") else Path(spec)
+        if not path.is_file():
+            hint = " (apt-get install mricron-data)" if spec.startswith("mricron:") else ""
+            raise InputError(f"training volume not found: {path}{hint}")
+        img = nib.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    data = np.clip(data, 0, None)
+    return data / np.percentile(data, 99), tuple(float(z) for z in img.header.get_zooms()[:3])
+
+
+def resample(data: np.ndarray, zooms: tuple[float, ...], voxel_mm: tuple[float, float, float]) -> np.ndarray:
+    """Linear resampling to ``voxel_mm``, Gaussian anti-aliasing before any downsampling."""
+    factor = np.array(zooms) / np.array(voxel_mm)
+    if np.allclose(factor, 1):
+        return data
+    smooth = np.where(factor < 1, 0.5 / factor, 0)  # ~ Nyquist of the new grid
+    if np.any(smooth > 0):
+        data = ndimage.gaussian_filter(data, smooth)
+    return ndimage.zoom(data, factor, order=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrainVolume:
+    data: np.ndarray  # (X, Y, Z), 99th percentile ~ 1
+    name: str
+    slices: tuple[np.ndarray, np.ndarray, np.ndarray]  # per axis: indices of slices with foreground
+
+
+def build_training_set(sources: list[str], voxel_sizes: list[list[float]]) -> list[TrainVolume]:
+    """Every source at every voxel size that does not upsample it by more than 1.6x."""
+    volumes = []
+    for spec in sources:
+        data, zooms = load_source(spec)
+        for voxel in voxel_sizes:
+            if min(zooms) / min(voxel) > 1.6:
+                continue
+            v = resample(data, zooms, tuple(voxel))
+            fg = v > 0.1
+            slices = tuple(np.flatnonzero(fg.mean(axis=tuple(a for a in range(3) if a != ax)) > 0.02)
+                           for ax in range(3))
+            volumes.append(TrainVolume(v, f"{spec}@{'x'.join(f'{z:g}' for z in voxel)}mm", slices))
+    return volumes
+
+
+@dataclass(frozen=True)
+class SlabBatch:
+    clean: np.ndarray  # (B, 2n+1, P, P) p99 units
+    noisy: np.ndarray  # (B, 2n+1, P, P) Rician, p99 units
+    sigma: np.ndarray  # (B,) noise std, p99 units
+
+
+def sample_slabs(volumes: list[TrainVolume], rng: np.random.Generator, *, batch: int, patch: int,
+                 neighbours: int, sigma_range: tuple[float, float], gamma_range: tuple[float, float]) -> SlabBatch:
+    """Random slabs of ``2n + 1`` slices, with flips, gamma and Rician noise (sigma log-uniform)."""
+    width = 2 * neighbours + 1
+    clean = np.zeros((batch, width, patch, patch), np.float32)
+    for b in range(batch):
+        vol = volumes[rng.integers(len(volumes))]
+        axis = int(rng.integers(3))
+        k = int(rng.choice(vol.slices[axis]))
+        idx = np.clip(np.arange(k - neighbours, k + neighbours + 1), 0, vol.data.shape[axis] - 1)
+        view = np.moveaxis(vol.data, axis, 0)  # (S, H, W), no copy
+        for _ in range(8):  # prefer patches that hold some head
+            h0 = int(rng.integers(0, max(view.shape[1] - patch, 0) + 1))
+            w0 = int(rng.integers(0, max(view.shape[2] - patch, 0) + 1))
+            crop = view[idx, h0 : h0 + patch, w0 : w0 + patch]  # (2n+1, <=P, <=P)
+            if (crop[neighbours] > 0.1).mean() > 0.2:
+                break
+        clean[b, :, : crop.shape[1], : crop.shape[2]] = crop
+    flips = rng.random((batch, 3)) < 0.5
+    for b in range(batch):
+        if flips[b, 0]:
+            clean[b] = clean[b, :, ::-1]
+        if flips[b, 1]:
+            clean[b] = clean[b, :, :, ::-1]
+        if flips[b, 2]:
+            clean[b] = clean[b, ::-1]
+    gamma = rng.uniform(*gamma_range, size=(batch, 1, 1, 1)).astype(np.float32)
+    clean = np.clip(clean, 0, None) ** gamma
+    lo, hi = np.log(sigma_range[0]), np.log(sigma_range[1])
+    sigma = np.exp(rng.uniform(lo, hi, size=batch)).astype(np.float32)
+    noisy = np.stack([add_rician_noise(clean[b], float(sigma[b]), rng) for b in range(batch)])
+    return SlabBatch(clean, noisy, sigma)

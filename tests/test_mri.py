@@ -1,0 +1,164 @@
+"""MRI: noise estimate against known sigma, I/O geometry, bad input, sidecar and pipeline mechanics."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import phantom, write_nifti
+from restore.cli import main
+from restore.metrics.image import psnr, ssim
+from restore.mri.io import load_nifti, save_nifti
+from restore.mri.noise import add_rician_noise, estimate_gaussian_sigma, estimate_rician_sigma
+from restore.mri.pipeline import restore_nifti
+from restore.mri.quality import residual_structure
+
+
+@pytest.mark.parametrize("percent", [1, 3, 5, 10, 15])
+def test_rician_sigma_within_5_percent(percent):
+    clean = phantom((96, 96, 64))  # small volumes have too few blocks for a 5% bound at every seed
+    sigma = percent / 100 * float(np.percentile(clean, 99))
+    noisy = add_rician_noise(clean, sigma, np.random.default_rng(percent))
+    est = estimate_rician_sigma(noisy)
+    assert abs(est.sigma / sigma - 1) < 0.05, (est, sigma)
+
+
+def test_rician_sigma_with_no_background():
+    g = np.meshgrid(*[np.linspace(-1, 1, 48)] * 3, indexing="ij")
+    clean = (500 + 100 * np.sin(2 * g[0]) + 50 * g[1]).astype(np.float32)  # signal everywhere
+    noisy = add_rician_noise(clean, 20.0, np.random.default_rng(1))
+    assert abs(estimate_rician_sigma(noisy).sigma / 20.0 - 1) < 0.05
+
+
+def test_gaussian_sigma_of_white_noise():
+    noise = np.random.default_rng(2).normal(0, 3.0, (40, 40, 40))
+    assert abs(estimate_gaussian_sigma(noise) / 3.0 - 1) < 0.03
+
+
+def test_residual_structure_separates_noise_from_anatomy():
+    clean = phantom((48, 48, 32))
+    rng = np.random.default_rng(3)
+    noisy = clean + rng.normal(0, 20, clean.shape).astype(np.float32)
+    mask = clean > 0
+    assert residual_structure(noisy, clean, mask) < 0.1  # removed exactly the noise
+    assert residual_structure(noisy, clean * 0.7, mask) > 0.5  # removed anatomy too
+
+
+def test_metrics_identity_and_order():
+    ref = phantom()
+    assert psnr(ref, ref) == float("inf")
+    assert ssim(ref, ref) == pytest.approx(1.0)
+    worse = ref + np.random.default_rng(4).normal(0, 50, ref.shape)
+    better = ref + np.random.default_rng(5).normal(0, 10, ref.shape)
+    assert psnr(ref, better) > psnr(ref, worse)
+    assert ssim(ref, better) > ssim(ref, worse)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_io_round_trip_keeps_geometry_and_dtype(tmp_path, dtype):
+    data = phantom() / (4 if dtype == np.uint8 else 1)
+    src = write_nifti(tmp_path / "in.nii.gz", data, dtype=dtype)
+    vol = load_nifti(src)
+    save_nifti(tmp_path / "out.nii", vol.data, vol)
+    a, b = nib.load(src), nib.load(tmp_path / "out.nii")
+    assert b.get_data_dtype() == a.get_data_dtype()
+    np.testing.assert_array_equal(a.affine, b.affine)
+    assert int(b.header["qform_code"]) == 1 and int(b.header["sform_code"]) == 2
+    np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
+def test_pipeline_writes_output_sidecar_and_keeps_geometry(tmp_path, noisy_volume, tiny_mri_model):
+    noisy, clean = noisy_volume
+    before = noisy.read_bytes()
+    out = tmp_path / "out" / "restored.nii.gz"
+    record = restore_nifti(noisy, out, reference=clean, model_path=tiny_mri_model, progress=False, samples=2)
+    assert noisy.read_bytes() == before
+    img, src = nib.load(out), nib.load(noisy)
+    assert img.shape == src.shape and img.get_data_dtype() == src.get_data_dtype()
+    np.testing.assert_array_equal(img.affine, src.affine)
+    side = json.loads((tmp_path / "out" / "restored.json").read_text())
+    assert side["metrics"]["t_star"] > 0 and side["params"]["samples"] == 2
+    assert "psnr_head" in side["metrics"]["reference"]["output"]
+    assert (tmp_path / "out" / "restored_std.nii.gz").is_file()
+    assert record["input"]["sha256"] == side["input"]["sha256"]
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+
+
+def test_four_d_and_single_slice(tmp_path, tiny_mri_model):
+    clean = phantom((20, 24, 6))
+    four_d = np.stack([clean, clean * 0.8], axis=-1)
+    noisy = add_rician_noise(four_d, 25.0, np.random.default_rng(6))
+    src = write_nifti(tmp_path / "dwi.nii.gz", noisy)
+    restore_nifti(src, tmp_path / "dwi_out.nii.gz", model_path=tiny_mri_model, progress=False)
+    assert nib.load(tmp_path / "dwi_out.nii.gz").shape == noisy.shape
+    one = write_nifti(tmp_path / "one.nii.gz", noisy[:, :, 3:4, 0])
+    restore_nifti(one, tmp_path / "one_out.nii.gz", model_path=tiny_mri_model, progress=False)
+    assert nib.load(tmp_path / "one_out.nii.gz").shape == (20, 24, 1)
+
+
+def test_seeded_runs_are_identical(tmp_path, noisy_volume, tiny_mri_model):
+    noisy, _ = noisy_volume
+    for name in ("a", "b"):
+        restore_nifti(noisy, tmp_path / f"{name}.nii", model_path=tiny_mri_model, progress=False, samples=2, seed=7)
+    assert (tmp_path / "a.nii").read_bytes()[352:] == (tmp_path / "b.nii").read_bytes()[352:]
+
+
+def _bad_inputs(tmp_path):
+    good = write_nifti(tmp_path / "good.nii.gz", phantom())
+    text = tmp_path / "notes.nii.gz"
+    text.write_text("not an image")
+    raw = (tmp_path / "good.nii.gz").read_bytes()
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(raw[:40] + bytes(200) + raw[240:])
+    zeros = write_nifti(tmp_path / "zeros.nii.gz", np.zeros((8, 8, 8)))
+    nan = phantom()
+    nan[3, 3, 3] = np.nan
+    nans = write_nifti(tmp_path / "nan.nii.gz", nan, dtype=np.float32)
+    wav = tmp_path / "x.txt"
+    wav.write_text("hello")
+    existing = tmp_path / "exists.nii.gz"
+    existing.write_bytes(b"keep me")
+    return {
+        "not nifti": ([str(text)], "cannot read"),
+        "truncated": ([str(truncated)], "truncated|cannot read"),
+        "corrupt gzip": ([str(corrupt)], "corrupt|cannot read"),
+        "all zero": ([str(zeros)], "all zeros"),
+        "nan": ([str(nans)], "NaN"),
+        "wrong type": ([str(wav)], "NIfTI"),
+        "output is input": ([str(good), "-o", str(good)], "is the input"),
+        "existing output": ([str(good), "-o", str(existing)], "--overwrite"),
+        "unwritable folder": ([str(good), "-o", "/sys/restore_test/out.nii.gz"], "not writable"),
+        "missing input": ([str(tmp_path / "nope.nii.gz")], "not found"),
+    }
+
+
+@pytest.mark.parametrize("case", ["not nifti", "truncated", "corrupt gzip", "all zero", "nan", "wrong type",
+                                  "output is input", "existing output", "unwritable folder", "missing input"])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, case, tiny_mri_model):
+    args, message = _bad_inputs(tmp_path)[case]
+    if "-o" not in args:
+        args = [*args, "-o", str(tmp_path / "result.nii.gz")]
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code = main(["mri", *args, "--model", str(tiny_mri_model), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("restore: error:")
+    import re
+
+    assert re.search(message, err), err
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_io_keeps_intensity_scaling(tmp_path):
+    raw = (phantom() / 2).astype(np.int16)
+    img = nib.Nifti1Image(raw, np.eye(4))
+    img.header.set_slope_inter(0.25, 10.0)
+    nib.save(img, tmp_path / "scaled.nii")
+    vol = load_nifti(tmp_path / "scaled.nii")
+    save_nifti(tmp_path / "copy.nii", vol.data, vol)
+    out = nib.load(tmp_path / "copy.nii")
+    assert (out.dataobj.slope, out.dataobj.inter) == (0.25, 10.0)
+    np.testing.assert_array_equal(out.dataobj.get_unscaled(), raw)
