@@ -17,7 +17,7 @@ import torch
 from restore.audio import spectral
 from restore.audio.estimate import Degradation, estimate_degradation
 from restore.device import autocast
-from restore.diffusion import sample_ddim, start_from_observation
+from restore.diffusion import Schedule, sample_ddim, start_from_observation
 from restore.nets.unet import UNetDenoiser
 from restore.weights import load_model
 
@@ -40,6 +40,17 @@ class Restored:
     samples: torch.Tensor
     t_star: torch.Tensor
     degradation: Degradation
+
+
+def start_step(schedule: Schedule, sigma: torch.Tensor) -> torch.Tensor:
+    """``t* (B,)`` for noise levels ``sigma (B,)``: the nearest step, but 0 below half of ``sigma_1``.
+
+    (``timestep_for_sigma`` compares in log scale, where every positive sigma is nearer step 1 than
+    step 0; a noise level under half the first step's is no noise for the model.)
+    """
+    sigma = sigma.double().cpu()
+    t = schedule.timestep_for_sigma(sigma)
+    return torch.where(sigma < 0.5 * schedule.sigma_at(1), torch.zeros_like(t), t)
 
 
 def load_audio_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -74,7 +85,7 @@ def denoise_samples(
     scale = spectral.level_of(samples)
     degradation = estimate_degradation(samples, scale)
     spec = spectral.to_spec(samples, scale=scale)
-    t_star = schedule.timestep_for_sigma(strength * degradation.sigma.double().cpu())
+    t_star = start_step(schedule, strength * degradation.sigma)
     device = samples.device
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Degradation estimate without a reference: noise PSD, SNR, and the model-domain noise level sigma.
 
-The noise PSD is the mean power spectrum of the quietest frames (a simple form of minimum
-statistics, Martin 2001): speech has pauses, stationary noise fills them. From it:
+The noise PSD is the mean power spectrum of the quietest frames, ranked by mean log power (a
+simple form of minimum statistics, Martin 2001): speech has pauses, stationary noise fills them. From it:
 
 - ``snr_db = 10 log10((P_total - P_noise) / P_noise)``;
 - ``sigma``: the per-component std that this noise causes in the compressed spectrogram of
@@ -38,7 +38,10 @@ def estimate_noise_psd(power: torch.Tensor, *, quiet_fraction: float = QUIET_FRA
     """``power: (B, F, N)`` -> noise PSD ``(B, F)``: mean over the quietest ``quiet_fraction`` of frames."""
     n_frames = power.shape[-1]
     k = max(1, int(round(quiet_fraction * n_frames)))
-    quiet = power.sum(dim=1).topk(k, dim=-1, largest=False).indices  # (B, k)
+    # rank frames by mean log power: every band counts, so a few loud low bins (pink or brown
+    # noise) do not decide alone which frames look quiet
+    loudness = power.clamp(min=1e-20).log().mean(dim=1)  # (B, N)
+    quiet = loudness.topk(k, dim=-1, largest=False).indices  # (B, k)
     picked = torch.gather(power, 2, quiet[:, None, :].expand(-1, power.shape[1], -1))
     return picked.mean(dim=-1)
 
@@ -55,7 +58,7 @@ def estimate_degradation(samples: torch.Tensor, scale: torch.Tensor | None = Non
     p_total = power.sum(dim=1).mean(dim=-1)
     p_noise = noise.sum(dim=1)
     p_signal = (p_total - p_noise).clamp(min=p_noise * 10 ** (-SNR_CEILING_DB / 10))
-    snr_db = 10 * torch.log10(p_signal / p_noise)
+    snr_db = (10 * torch.log10(p_signal / p_noise)).clamp(max=SNR_CEILING_DB)
     window_energy = float(spectral._window(samples.device).pow(2).sum())
     noise_floor_db = 10 * torch.log10(p_noise * scale**2 / (window_energy * spectral.N_FFT / 2) + 1e-30)
     a, b = spectral.ALPHA, spectral.BETA
