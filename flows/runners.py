@@ -53,15 +53,16 @@ def shared_api() -> Iterator[str]:
     """Make one Prefect API serve this process and every process it starts; yield its URL.
 
     With ``PREFECT_API_URL`` configured (a running server, or the test harness) that URL is exported;
-    otherwise Prefect's temporary server is started once, here, and stopped on exit.
+    otherwise Prefect's temporary server is started once, here. It is stopped at process exit, as
+    Prefect does, after its log and event workers have drained: stopping it earlier leaves them
+    retrying a closed port for a minute.
     """
     url = PREFECT_API_URL.value()
-    server = None
     if not url:
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()  # the instance Prefect's own ephemeral mode reuses
-        server.start()
+        server.start()  # registers its own stop at exit
         url = server.api_url
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
@@ -72,8 +73,6 @@ def shared_api() -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
-        if server is not None:
-            server.stop()
 
 
 @contextlib.contextmanager
