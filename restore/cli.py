@@ -43,11 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # flow commands take options before their first positional too (`restore serve --help`): argparse's
+    # REMAINDER only starts at a positional, so options ahead of it arrive as unknown and are forwarded
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "flow_command", None):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if getattr(args, "flow_command", None):
             flows_cli = importlib.import_module("flows.cli")
-            return flows_cli.main([args.flow_command, *args.rest])
+            return flows_cli.main([args.flow_command, *unknown, *args.rest])
         return int(args.func(args) or 0)
     except InputError as e:
         print(f"restore: error: {e}", file=sys.stderr)
