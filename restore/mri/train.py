@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from restore.errors import InputError
 from restore.metrics.image import head_mask, psnr, ssim
 from restore.mri.data import build_training_set, load_source, sample_slabs
 from restore.mri.denoise import denoise_volume
+from restore.mri.fill import fill_example, fill_slices, interpolate_missing
 from restore.mri.noise import add_rician_noise
 from restore.nets import UNetConfig, UNetDenoiser
 from restore.outputs import atomic_write
@@ -40,6 +42,7 @@ from restore.weights import save_model
 
 @dataclass(frozen=True)
 class TrainConfig:
+    task: Literal["denoise", "fill"]
     seed: int
     steps: int
     batch_size: int
@@ -76,34 +79,53 @@ class TrainConfig:
             raw[k] = tuple(raw[k])
         cfg = cls(**raw)
         UNetConfig.from_dict(cfg.model)  # validates the network part
-        if cfg.model.get("cond_channels") != 2 * cfg.neighbours + 2:
-            raise InputError(f"{path}: model.cond_channels must be 2 * neighbours + 2 = {2 * cfg.neighbours + 2}")
+        if cfg.task not in ("denoise", "fill"):
+            raise InputError(f"{path}: task must be denoise or fill, got {cfg.task!r}")
+        width = 2 * cfg.neighbours + 1
+        need = width + 1 if cfg.task == "denoise" else 2 * width + 1
+        if cfg.model.get("cond_channels") != need:
+            raise InputError(f"{path}: model.cond_channels must be {need} for task {cfg.task} with {cfg.neighbours} neighbours")
+        if cfg.model.get("extra", {}).get("neighbours") != cfg.neighbours:
+            raise InputError(f"{path}: model.extra.neighbours must equal neighbours ({cfg.neighbours})")
+        if cfg.task == "fill" and "start_sigma" not in cfg.model.get("extra", {}):
+            raise InputError(f"{path}: a fill model needs model.extra.start_sigma")
         return cfg
 
 
+def along_sampler_path(x0: torch.Tensor, y: torch.Tensor, s_y: torch.Tensor, t_star: torch.Tensor,
+                       schedule, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_t, t)`` on the path the sampler takes from ``y`` (noise ``s_y``) started at ``t*``.
+
+    ``t*`` is jittered for 30% of examples (misestimated noise, ``--strength``); half the examples
+    sit at the start step, the rest uniformly below it; a quarter use fresh noise (module docstring).
+    """
+    b = len(s_y)
+    jitter = torch.from_numpy(np.where(rng.random(b) < 0.3, rng.uniform(0.7, 1.4, b), 1.0))
+    t_start = (t_star * jitter).round().long().clamp(1, schedule.num_steps)
+    pick_start = torch.from_numpy(rng.random(b) < 0.5)
+    t = torch.where(pick_start, t_start, (torch.from_numpy(rng.random(b)) * t_start).long() + 1)
+    s_start, s_t = schedule.sigma_at(t_start).view(-1, 1, 1, 1), schedule.sigma_at(t).view(-1, 1, 1, 1)
+    eps = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).double()
+    top_up = (s_start**2 - s_y.view(-1, 1, 1, 1) ** 2).clamp(min=0).sqrt()
+    e = (y.double() - x0 + top_up * eps) / s_start
+    fresh = torch.from_numpy(rng.random(b) < 0.25).view(-1, 1, 1, 1)
+    e = torch.where(fresh, torch.from_numpy(rng.standard_normal(x0.shape)), e)
+    ab = schedule.alpha_bar[t].view(-1, 1, 1, 1)
+    return (ab.sqrt() * (x0 + s_t * e)).float(), t
+
+
 def diffusion_example(batch, model: UNetDenoiser, rng: np.random.Generator, neighbours: int) -> dict:
-    """Turn clean/noisy slabs into (x_t, t, cond, x0) along the sampler's path (module docstring)."""
+    """Turn clean/noisy slabs into (x_t, t, cond, x0) for the denoiser (module docstring)."""
     sched = model.schedule
     x0 = torch.from_numpy(batch.clean[:, neighbours : neighbours + 1] * 2 - 1)
     noisy = torch.from_numpy(batch.noisy * 2 - 1)
     s_y = torch.from_numpy(batch.sigma * 2).double()  # model units: data * 2 - 1
     s_cond = s_y * torch.from_numpy(rng.uniform(0.9, 1.1, len(s_y)))  # estimates are never exact
     t_star = sched.timestep_for_sigma(s_y).clamp(min=1)
-    jitter = torch.from_numpy(np.where(rng.random(len(s_y)) < 0.3, rng.uniform(0.7, 1.4, len(s_y)), 1.0))
-    t_start = (t_star * jitter).round().long().clamp(1, sched.num_steps)
-    pick_start = torch.from_numpy(rng.random(len(s_y)) < 0.5)
-    t = torch.where(pick_start, t_start, (torch.from_numpy(rng.random(len(s_y))) * t_start).long() + 1)
-    s_start, s_t = sched.sigma_at(t_start), sched.sigma_at(t)
-    eps = torch.from_numpy(rng.standard_normal(x0.shape, dtype=np.float32)).double()
-    y0 = noisy[:, neighbours : neighbours + 1].double()
-    e = (y0 - x0 + (s_start**2 - s_y**2).clamp(min=0).sqrt().view(-1, 1, 1, 1) * eps) / s_start.view(-1, 1, 1, 1)
-    fresh = torch.from_numpy(rng.random(len(s_y)) < 0.25).view(-1, 1, 1, 1)
-    e = torch.where(fresh, torch.from_numpy(rng.standard_normal(x0.shape)), e)
-    ab = sched.alpha_bar[t].view(-1, 1, 1, 1)
-    x_t = ab.sqrt() * (x0 + s_t.view(-1, 1, 1, 1) * e)
+    x_t, t = along_sampler_path(x0, noisy[:, neighbours : neighbours + 1], s_y, t_star, sched, rng)
     sigma_map = s_cond.view(-1, 1, 1, 1).expand(-1, 1, *x0.shape[2:])
     cond = torch.cat([noisy, sigma_map.float()], dim=1)
-    return {"x_t": x_t.float(), "t": t, "cond": cond, "x0": x0}
+    return {"x_t": x_t, "t": t, "cond": cond, "x0": x0}
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -139,24 +161,38 @@ def _load_checkpoint(path: Path, model, ema, opt) -> dict:
 
 
 def validation_set(cfg: TrainConfig) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    """(sigma, clean, noisy) sub-volumes of the held-out volume: 8 axial slices from its middle."""
+    """(sigma, clean, noisy) sub-volumes of the held-out volume: 8 (fill: 16) axial slices from its middle."""
     data, _ = load_source(cfg.validation_source)
-    z = data.shape[2] // 2
-    clean = data[:, :, z - 4 : z + 4]
+    z, half = data.shape[2] // 2, (4 if cfg.task == "denoise" else 8)
+    clean = data[:, :, z - half : z + half]
     rng = np.random.default_rng(12345)
-    return [(s, clean, add_rician_noise(clean, s, rng)) for s in cfg.validation_sigmas]
+    return [(s, clean, add_rician_noise(clean, s, rng) if s > 0 else clean.copy()) for s in cfg.validation_sigmas]
 
 
-def validate(model: UNetDenoiser, items, *, steps: int = 2) -> dict:
+VALIDATION_GAPS = [3, 7, 8, 12, 13, 14]  # single, double and triple gaps in 16 slices
+
+
+def validate(model: UNetDenoiser, items, task: str = "denoise", *, steps: int = 2) -> dict:
     out = {}
     for sigma, clean, noisy in items:
-        restored = denoise_volume(noisy, sigma, model, steps=steps, bf16=False).data
         mask = head_mask(clean)
         rng_ = float(clean.max())
+        if task == "denoise":
+            restored = denoise_volume(noisy, sigma, model, steps=steps, bf16=False).data
+            out[f"sigma{sigma:g}"] = {
+                "psnr_noisy": round(psnr(clean, noisy, mask=mask, data_range=rng_), 3),
+                "psnr": round(psnr(clean, restored, mask=mask, data_range=rng_), 3),
+                "ssim": round(ssim(clean, restored, mask=mask, data_range=rng_), 4),
+            }
+            continue
+        filled = fill_slices(noisy, VALIDATION_GAPS, sigma, model, steps=4, bf16=False)
+        known = np.ones(clean.shape[2], bool)
+        known[VALIDATION_GAPS] = False
+        linear = np.moveaxis(interpolate_missing(np.moveaxis(noisy, 2, 0), known), 0, 2)
+        sel = filled.filled & mask
         out[f"sigma{sigma:g}"] = {
-            "psnr_noisy": round(psnr(clean, noisy, mask=mask, data_range=rng_), 3),
-            "psnr": round(psnr(clean, restored, mask=mask, data_range=rng_), 3),
-            "ssim": round(ssim(clean, restored, mask=mask, data_range=rng_), 4),
+            "psnr_linear": round(psnr(clean, linear, mask=sel, data_range=rng_), 3),
+            "psnr_fill": round(psnr(clean, filled.data, mask=sel, data_range=rng_), 3),
         }
     return out
 
@@ -187,7 +223,10 @@ def main(config_path: Path | str) -> Path:
         rng = np.random.default_rng([cfg.seed, step])
         batch = sample_slabs(volumes, rng, batch=cfg.batch_size, patch=cfg.patch, neighbours=cfg.neighbours,
                              sigma_range=cfg.sigma_range, gamma_range=cfg.gamma_range)
-        ex = diffusion_example(batch, model, rng, cfg.neighbours)
+        if cfg.task == "denoise":
+            ex = diffusion_example(batch, model, rng, cfg.neighbours)
+        else:
+            ex = fill_example(batch, model, rng, cfg.neighbours, float(cfg.model["extra"]["start_sigma"]))
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step)
         with autocast(device, cfg.bf16):
@@ -205,7 +244,7 @@ def main(config_path: Path | str) -> Path:
         bar.set_postfix(loss=f"{loss_avg:.5f}")
         done = step + 1
         if done % cfg.validate_every == 0 or done == cfg.steps:
-            metrics = validate(ema, val_items)
+            metrics = validate(ema, val_items, cfg.task)
             state["history"].append({"step": done, **metrics})
             tqdm.write(json.dumps({"step": done, "loss": round(loss_avg, 6), **metrics}))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -213,9 +252,10 @@ def main(config_path: Path | str) -> Path:
             _save_checkpoint(ckpt, model, ema, opt, state)
     state["elapsed_s"] = elapsed0 + time.monotonic() - t0
     card = {
-        "name": "mri_denoise",
-        "version": f"{__version__}+mri.{state['step']}",
-        "task": "Rician denoising of MRI magnitude volumes, 2.5D slices",
+        "name": Path(cfg.output).stem,
+        "version": f"{__version__}+{Path(cfg.output).stem}.{state['step']}",
+        "task": {"denoise": "Rician denoising of MRI magnitude volumes, 2.5D slices",
+                 "fill": "filling missing MRI slices from their neighbours, 2.5D"}[cfg.task],
         "training": {
             "sources": list(cfg.train_sources),
             "voxel_sizes_mm": [list(v) for v in cfg.voxel_sizes],

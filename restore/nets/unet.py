@@ -54,6 +54,8 @@ class UNetConfig:
             raise ValueError(f"prediction must be 'edm', 'x0' or 'eps', got {self.prediction!r}")
         if any(c % self.norm_num_groups for c in self.channels):
             raise ValueError(f"every channel count must divide by norm_num_groups={self.norm_num_groups}")
+        if self.channels[-1] % self.num_head_channels:  # the middle block always has attention
+            raise ValueError(f"the last channel count must divide by num_head_channels={self.num_head_channels}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":

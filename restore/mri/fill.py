@@ -1,0 +1,178 @@
+"""Missing and corrupted slices: detection, and filling by conditional diffusion inpainting.
+
+A missing slice is first given a rough observation ``y`` -- linear interpolation between the
+nearest known slices -- whose error is treated as noise of level ``start_sigma``; the reverse
+process starts at ``t* = timestep_for_sigma(start_sigma)`` from ``y`` and is conditioned on the
+neighbouring slices and a mask of which of them are known. Known slices are never changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from restore.device import autocast
+from restore.diffusion import sample_ddim, start_from_observation
+from restore.mri.denoise import fit_intensity_scale
+from restore.nets import UNetDenoiser
+
+MAX_GAP = 3  # consecutive missing slices the model was trained for
+
+
+@dataclass(frozen=True)
+class SliceReport:
+    axis: int
+    missing: list[int] = field(default_factory=list)  # all-zero, constant or non-finite
+    corrupted: list[int] = field(default_factory=list)  # intensity far off their neighbours
+    given: list[int] = field(default_factory=list)  # named by the user
+
+    @property
+    def to_fill(self) -> list[int]:
+        return sorted(set(self.missing) | set(self.corrupted) | set(self.given))
+
+    def longest_gap(self) -> int:
+        run = best = 0
+        prev = None
+        for k in self.to_fill:
+            run = run + 1 if prev is not None and k == prev + 1 else 1
+            best, prev = max(best, run), k
+        return best
+
+
+def detect_bad_slices(data: np.ndarray, *, axis: int = 2, z_threshold: float = 8.0) -> SliceReport:
+    """Slices along ``axis`` of ``data: (X, Y, Z)`` that are missing or strongly corrupted.
+
+    Missing: constant (all zero after a failed transfer) or not finite. Corrupted: the slice mean
+    or std is off the median of its 4 nearest neighbours by more than ``z_threshold`` robust
+    standard deviations (MAD over all slices) and by more than 10% of the volume's median.
+    """
+    s = np.moveaxis(data, axis, 0).reshape(data.shape[axis], -1)
+    finite = np.isfinite(s).all(axis=1)
+    missing = [k for k in range(len(s)) if not finite[k] or np.ptp(s[k]) == 0]
+    corrupted: list[int] = []
+    ok = np.array([k not in missing for k in range(len(s))])
+    if ok.sum() >= 5:
+        for stat in (s.mean(axis=1), s.std(axis=1)):
+            stat = np.where(ok, stat, np.nan)
+            dev = np.full(len(s), np.nan)
+            for k in np.flatnonzero(ok):
+                nb = [stat[j] for j in (k - 2, k - 1, k + 1, k + 2) if 0 <= j < len(s) and ok[j]]
+                if len(nb) >= 2:
+                    dev[k] = stat[k] - np.median(nb)
+            scale = 1.4826 * np.nanmedian(np.abs(dev)) + 1e-12
+            level = np.nanmedian(np.abs(stat))
+            bad = (np.abs(dev) > z_threshold * scale) & (np.abs(dev) > 0.1 * level)
+            corrupted += [int(k) for k in np.flatnonzero(bad)]
+    return SliceReport(axis=axis, missing=missing, corrupted=sorted(set(corrupted) - set(missing)))
+
+
+def interpolate_missing(volume: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Linear interpolation along axis 0 of ``volume: (S, ...)`` from the ``known`` slices
+    (nearest known slice copied beyond the ends)."""
+    out = volume.copy()
+    idx = np.flatnonzero(known)
+    if idx.size == 0:
+        raise ValueError("no known slice to interpolate from")
+    for k in np.flatnonzero(~known):
+        right = idx[idx > k]
+        left = idx[idx < k]
+        if left.size and right.size:
+            a, b = left[-1], right[0]
+            w = (k - a) / (b - a)
+            out[k] = (1 - w) * volume[a] + w * volume[b]
+        else:
+            out[k] = volume[left[-1] if left.size else right[0]]
+    return out
+
+
+def fill_condition(slabs: torch.Tensor, known: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``slabs: (B, 2n+1, H, W)`` (missing slices interpolated), ``known: (B, 2n+1)`` bool ->
+    condition ``(B, 2 (2n+1) + 1, H, W)``: the slab, one known-mask plane per slice, the noise level."""
+    planes = known.to(slabs.dtype)[:, :, None, None].expand_as(slabs)
+    sigma_map = torch.full_like(slabs[:, :1], float(sigma))
+    return torch.cat([slabs, planes, sigma_map], dim=1)
+
+
+@dataclass(frozen=True)
+class FillResult:
+    data: np.ndarray  # volume with the slices filled, input units
+    filled: np.ndarray  # bool mask of filled voxels
+    t_star: int
+
+
+def fill_slices(
+    data: np.ndarray,
+    to_fill: list[int],
+    sigma: float,
+    model: UNetDenoiser,
+    *,
+    axis: int = 2,
+    steps: int = 4,
+    seed: int = 0,
+    bf16: bool = True,
+    batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
+) -> FillResult:
+    """Fill slices ``to_fill`` along ``axis`` of ``data: (X, Y, Z)``; every other voxel is kept."""
+    vol = np.moveaxis(data, axis, 0).astype(np.float32)
+    known = np.ones(vol.shape[0], bool)
+    known[to_fill] = False
+    if not to_fill:
+        return FillResult(data.copy(), np.zeros(data.shape, bool), 0)
+    intensity = fit_intensity_scale(vol[known])
+    x = intensity.to_model(interpolate_missing(np.where(np.isfinite(vol), vol, 0), known))
+    n = int(model.config.extra["neighbours"])
+    start_sigma = float(model.config.extra["start_sigma"])
+    schedule = model.schedule
+    t_star = int(schedule.timestep_for_sigma(start_sigma))
+    timesteps = schedule.inference_timesteps(steps, start=t_star)
+    device = next(model.parameters()).device
+    volume = torch.from_numpy(x).to(device)
+    known_t = torch.from_numpy(known).to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sigma_model = intensity.sigma_to_model(sigma)
+    missing = torch.tensor(to_fill, device=device)
+    offsets = torch.arange(-n, n + 1, device=device)
+    for start in range(0, len(missing), batch_size):
+        index = missing[start : start + batch_size]
+        idx = (index[:, None] + offsets[None, :]).clamp(0, volume.shape[0] - 1)
+        cond = fill_condition(volume[idx], known_t[idx], sigma_model)
+        y = volume[index][:, None]
+        x_t = start_from_observation(y, 0.0, t_star, schedule, generator=generator)
+        with autocast(device, bf16):
+            out = sample_ddim(model, x_t, timesteps, schedule, cond=cond, generator=generator)
+        volume[index] = out.float()[:, 0]
+        if on_batch is not None:
+            on_batch(len(index))
+    filled = intensity.from_model(volume.cpu().numpy())
+    result = np.where(known[:, None, None], vol, filled)  # known slices untouched
+    mask = np.broadcast_to(~known[:, None, None], vol.shape)
+    return FillResult(np.moveaxis(result, 0, axis), np.moveaxis(mask, 0, axis).copy(), t_star)
+
+
+def fill_example(batch, model: UNetDenoiser, rng: np.random.Generator, neighbours: int, start_sigma: float) -> dict:
+    """Training example: the centre slice (plus a random gap around it and sparse drops) is missing."""
+    from restore.mri.train import along_sampler_path
+
+    b, width = batch.clean.shape[:2]
+    known = rng.random((b, width)) >= 0.1
+    lengths = rng.choice([1, 2, 3], size=b, p=[0.5, 0.3, 0.2])
+    for i in range(b):
+        first = neighbours - int(rng.integers(lengths[i]))
+        known[i, first : first + lengths[i]] = False
+    noisy = batch.noisy * 2 - 1
+    slabs = np.stack([interpolate_missing(noisy[i], known[i]) if known[i].any() else np.full_like(noisy[i], -1)
+                      for i in range(b)])
+    slabs = np.where(known[:, :, None, None], noisy, slabs).astype(np.float32)
+    slabs_t = torch.from_numpy(slabs)
+    s_cond = torch.from_numpy(batch.sigma * 2 * rng.uniform(0.9, 1.1, b))
+    cond = fill_condition(slabs_t, torch.from_numpy(known), 0.0)
+    cond[:, -1] = s_cond.view(-1, 1, 1).float()
+    x0 = torch.from_numpy(batch.clean[:, neighbours : neighbours + 1] * 2 - 1)
+    y = slabs_t[:, neighbours : neighbours + 1]
+    t_star = model.schedule.timestep_for_sigma(torch.full((b,), start_sigma, dtype=torch.float64))
+    x_t, t = along_sampler_path(x0, y, torch.zeros(b, dtype=torch.float64), t_star, model.schedule, rng)
+    return {"x_t": x_t, "t": t, "cond": cond, "x0": x0}
