@@ -45,7 +45,8 @@ def _band_gain(noisy: torch.Tensor, restored: torch.Tensor, n_out: int, sr_out: 
     lo = int(GAIN_FROM_HZ / MODEL_SR * spectral.N_FFT)
     e_noisy = spectral.stft(noisy)[:, lo:].abs().pow(2).sum(dim=1)
     e_rest = spectral.stft(restored)[:, lo:].abs().pow(2).sum(dim=1)
-    gain = (e_rest / e_noisy.clamp(min=1e-12)).clamp(0, 1).sqrt().numpy()  # (C, N)
+    floor = 1e-6 * e_noisy.mean(dim=1, keepdim=True) + 1e-20  # no energy below: keep the high band as is
+    gain = ((e_rest + floor) / (e_noisy + floor)).clamp(0, 1).sqrt().numpy()  # (C, N)
     frame_times = np.arange(gain.shape[1]) * spectral.HOP / MODEL_SR
     times = np.arange(n_out) / sr_out
     return np.stack([np.interp(times, frame_times, g) for g in gain], axis=1).astype(np.float32)
