@@ -66,8 +66,11 @@ def before_after_pairs(names: list[str]) -> list[tuple[str, str, str]]:
 
 
 def improved(label: str, before: float, after: float) -> bool | None:
-    """True when ``after`` is better than ``before`` (lower for noise/error names, else higher)."""
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (before, after)) or before == after:
+    """True when ``after`` is better than ``before`` (lower for noise/error names, else higher);
+    None when either is not a finite number or they differ by less than 0.1%."""
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (before, after)):
+        return None
+    if abs(after - before) <= 1e-3 * max(abs(before), abs(after)):  # unchanged at the 4 digits shown
         return None
     lower = any(word in label.lower() for word in LOWER_IS_BETTER)
     return (after < before) if lower else (after > before)

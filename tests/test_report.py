@@ -47,7 +47,7 @@ def test_metrics_are_flattened_and_paired_before_after():
 
 @pytest.mark.parametrize("label, before, after, better", [
     ("sigma", 4.0, 1.0, True), ("reference.nrmse", 0.1, 0.2, False), ("reference.psnr", 25.0, 31.0, True),
-    ("estimated_snr_db", 12.0, 9.0, False), ("snr", 5.0, 5.0, None), ("psnr", float("inf"), 3.0, None)])
+    ("estimated_snr_db", 12.0, 9.0, False), ("snr", 5.0, 5.0, None), ("snr", 3.868, 3.8681, None), ("psnr", float("inf"), 3.0, None)])
 def test_improvement_direction_depends_on_the_metric(label, before, after, better):
     assert report.improved(label, before, after) is better
 
