@@ -8,6 +8,7 @@ server (or reuses the configured one) and exports its URL, so worker processes i
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Iterator, Literal
@@ -38,6 +39,9 @@ def task_runner(runner: Runner, workers: int, dask_config: Path | None = None):
         return ThreadPoolTaskRunner(max_workers=workers)
     from prefect_dask import DaskTaskRunner
 
+    if os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL") in ("ERROR", "CRITICAL"):
+        # quiet the nanny's "worker still alive after 4 s, killing" when the cluster closes
+        logging.getLogger("distributed").setLevel(logging.ERROR)
     if dask_config is not None:
         config = yaml.safe_load(Path(dask_config).read_text()) or {}
         unknown = set(config) - {"cluster_class", "cluster_kwargs", "adapt_kwargs"}
