@@ -256,3 +256,33 @@ def test_real_restore_functions_on_sample_data_crops(prefect_api, tmp_path):
         assert Path(record["output"]).is_file()
     page = (out / "report.html").read_text()
     assert page.count("<img ") == len(kinds)
+
+
+def test_dask_runner_two_workers_share_the_api(prefect_api, tmp_path):
+    """--runner dask: worker processes (which cannot see this process's patches) restore for real."""
+    if not MODELS["audio"].is_file():
+        pytest.skip("no audio model in models/ yet")
+    import soundfile as sf
+
+    src = tmp_path / "in"
+    src.mkdir()
+    samples, sr = sf.read(SAMPLES / "speech_noisy.wav", always_2d=True, dtype="float32")
+    for i in range(3):
+        sf.write(src / f"clip{i}.wav", samples[i * sr // 2: i * sr // 2 + sr], sr)
+    code, summary = run_cli(str(src), "-o", str(tmp_path / "out"), "--runner", "dask", "--workers", "2")
+    assert (code, summary["counts"]["done"]) == (0, 3)
+    assert os.environ.get("PREFECT_API_URL") in (None, prefect_api)  # the run's export was undone
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:  # the workers reported their task runs to this API
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="clip")))
+    assert sorted(r.name for r in runs if r.state.is_completed()) == [f"restore clip{i}.wav" for i in range(3)]
+
+
+def test_bad_batch_input_is_one_line_and_exit_code_2(prefect_api, tmp_path, capsys):
+    from restore.cli import main
+
+    assert main(["batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    assert "batch input not found" in capsys.readouterr().err
