@@ -1,19 +1,23 @@
-"""Flow ``train``: model training (data preparation, training, evaluation, model card) as Prefect tasks.
+"""Flow ``train``: prepare data -> train (resumable, evaluates on held-out data) -> publish the model card.
 
-The training code is the library's ``restore.<modality>.train``. When that module exposes the stages
-``prepare_data``, ``train``, ``evaluate`` and ``write_model_card`` (each taking the config path and
-the previous stage's result), each stage is its own task, so the UI shows where time goes and a failed
-evaluation can be rerun; otherwise its ``main(config_path)`` runs as one task.
+Each step is a library call: ``restore.audio.data.prepare`` (audio only: MRI training reads its
+volumes from installed packages itself), ``restore.<modality>.train.main(config_path)`` (trains or
+resumes, validates, writes weights + model card, returns the weights path) and the card written
+beside the weights (:func:`restore.weights.card_path`), shown as a Prefect markdown artifact.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Literal
+import json
+from pathlib import Path
+from typing import Literal
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
-STAGES = ("prepare_data", "train", "evaluate", "write_model_card")
+from restore.weights import card_path
 
 
 def training_module(modality: str):
@@ -22,19 +26,37 @@ def training_module(modality: str):
     return importlib.import_module(f"restore.{modality}.train")
 
 
-@task(name="training-stage", task_run_name="{modality} {stage}")
-def run_stage(modality: str, stage: str, config_path: str, previous: Any = None) -> Any:
-    function = getattr(training_module(modality), stage)
-    return function(config_path) if stage in ("main", STAGES[0]) else function(config_path, previous)
+@task(name="prepare-training-data", cache_policy=NO_CACHE)
+def prepare_data(modality: str, config_path: str) -> str | None:
+    """Audio: decode the installed speech and noise packages into the config's ``data_dir`` once."""
+    if modality != "audio":
+        return None
+    data_dir = Path(training_module("audio").load_config(Path(config_path)).data_dir)
+    if (data_dir / "manifest.json").is_file():
+        return str(data_dir)
+    return str(importlib.import_module("restore.audio.data").prepare(data_dir.parent))
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(modality: str, config_path: str) -> str:
+    return str(training_module(modality).main(Path(config_path)))
+
+
+@task(name="publish-model-card", cache_policy=NO_CACHE)
+def publish_card(modality: str, weights: str) -> dict:
+    card = json.loads(card_path(Path(weights)).read_text())
+    metrics = card.get("metrics", {})
+    lines = [f"# {modality} model {card.get('name', '')} {card.get('version', '')}", "", f"Weights: `{weights}`", "",
+             f"Training steps: {card.get('training', {}).get('steps', '?')}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, (dict, list))]
+    create_markdown_artifact(key=f"model-card-{modality}", markdown="\n".join(lines),
+                             description=f"{modality} model card")
+    return card
 
 
 @flow(name="train")
-def train(modality: Literal["mri", "audio"], config_path: str) -> Any:
-    """Train the ``modality`` model from ``config_path`` (a configs/*.yaml); returns the last stage's result."""
-    module = training_module(modality)
-    if not all(callable(getattr(module, stage, None)) for stage in STAGES):
-        return run_stage(modality, "main", config_path)
-    result = None
-    for stage in STAGES:
-        result = run_stage(modality, stage, config_path, result)
-    return result
+def train(modality: Literal["mri", "audio"], config_path: str) -> dict:
+    """Train the ``modality`` model from ``config_path`` (configs/*.yaml); returns its model card."""
+    prepare_data(modality, config_path)
+    weights = train_model(modality, config_path)
+    return publish_card(modality, weights)

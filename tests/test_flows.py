@@ -190,21 +190,42 @@ def test_restore_file_flow_dispatches_on_file_type(prefect_api, mixed, tmp_path,
     assert json.loads((tmp_path / "one.json").read_text())["kind"] == "mri"
 
 
-def test_train_flow_runs_the_stages_in_order(prefect_api, monkeypatch, tmp_path):
+def test_train_flow_prepares_data_trains_and_publishes_the_card(prefect_api, monkeypatch, tmp_path):
     import types
 
     from flows.train import train
 
     done = []
-    module = types.ModuleType("restore.audio.train")
-    module.prepare_data = lambda config: done.append("prepare") or "data"
-    module.train = lambda config, data: done.append(f"train on {data}") or "weights"
-    module.evaluate = lambda config, weights: done.append(f"evaluate {weights}") or {"si_sdr": 9.0}
-    module.write_model_card = lambda config, metrics: done.append("card") or str(tmp_path / "card.json")
-    module.main = lambda config: pytest.fail("main must not run when the stages exist")
-    monkeypatch.setitem(sys.modules, "restore.audio.train", module)
-    assert train("audio", "configs/audio_denoise.yaml") == str(tmp_path / "card.json")
-    assert done == ["prepare", "train on data", "evaluate weights", "card"]
+    data_dir, weights = tmp_path / "data" / "audio", tmp_path / "models" / "audio_denoise.safetensors"
+    trainer = types.ModuleType("restore.audio.train")
+    trainer.load_config = lambda path: types.SimpleNamespace(data_dir=str(data_dir))
+
+    def main(config_path):
+        done.append(f"train {Path(config_path).name}")
+        weights.parent.mkdir()
+        weights.with_suffix(".json").write_text(json.dumps({"name": "audio_denoise", "version": "9",
+                                                            "metrics": {"si_sdr_db": 11.5}}))
+        return weights
+
+    def prepare(out_dir):
+        done.append(f"prepare {Path(out_dir).name}")
+        data_dir.mkdir(parents=True)
+        (data_dir / "manifest.json").write_text("{}")
+        return data_dir
+
+    trainer.main = main
+    monkeypatch.setitem(sys.modules, "restore.audio.train", trainer)
+    monkeypatch.setitem(sys.modules, "restore.audio.data", types.SimpleNamespace(prepare=prepare))
+    card = train("audio", "configs/audio_denoise.yaml")
+    assert card["version"] == "9" and done == ["prepare data", "train audio_denoise.yaml"]
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_latest_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["model-card-audio"])))
+    assert "| si_sdr_db | 11.5 |" in artifact.data
 
 
 SAMPLES = ROOT / "sample_data"
