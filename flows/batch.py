@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.states import State
+from prefect.states import Completed, Failed, State
 
 from restore import api, batch, report
 from restore.batch import BatchItem, FileResult
@@ -78,14 +78,24 @@ def publish_report(results: list[FileResult], outdir: Path) -> dict:
             "report": str(html_path), "files": [r.to_dict() for r in results]}
 
 
-@flow(name="restore-batch", log_prints=True)
+def final_state(summary: dict) -> State:
+    """Completed, or Failed("n of N files failed") so the run shows red in the UI; the summary is the
+    result either way (``flow(..., return_state=True).result(raise_on_failure=False)``)."""
+    c = summary["counts"]
+    if c["failed"]:
+        return Failed(message=f"{c['failed']} of {c['total']} files failed", data=summary)
+    return Completed(message=f"{c['done']} done, {c['skipped']} skipped", data=summary)
+
+
+@flow(name="restore-batch")
 def restore_batch(source: str, outdir: str, resume: bool = True, options: dict | None = None,
                   progress: bool = False) -> dict:
-    """Restore a folder, glob or CSV manifest into ``outdir``; returns counts, report paths and per-file results."""
+    """Restore a folder, glob or CSV manifest into ``outdir``. The result holds counts, report paths and
+    per-file results; the run fails (after finishing every other file) when any file failed."""
     items = batch.discover(source, outdir, options)
     get_run_logger().info("%d files to restore from %s into %s", len(items), source, outdir)
     results = run_items(items, Path(outdir), resume=resume, progress=progress)
-    return publish_report(results, Path(outdir))
+    return final_state(publish_report(results, Path(outdir)))
 
 
 @flow(name="restore-file")

@@ -6,6 +6,7 @@ Prefect is imported only after the environment defaults are set (:mod:`flows.env
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -94,14 +95,17 @@ def run_batch(argv: list[str]) -> int:
     batch.discover(args.input, args.outdir)  # bad input fails here, in one line, before Prefect starts
     workers = args.workers or runners.default_workers(args.runner)
     flow = restore_batch.with_options(task_runner=runners.task_runner(args.runner, workers, args.dask_config))
+    run = functools.partial(flow, args.input, str(args.outdir), resume=args.resume, options=restore_options(args),
+                            progress=not args.no_progress, return_state=True)
     with runners.file_threads(workers):
         if args.runner == "dask":
             with runners.shared_api():
-                summary = flow(args.input, str(args.outdir), resume=args.resume, options=restore_options(args),
-                               progress=not args.no_progress)
+                state = run()
         else:
-            summary = flow(args.input, str(args.outdir), resume=args.resume, options=restore_options(args),
-                           progress=not args.no_progress)
+            state = run()
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):  # the flow itself failed (not one of its files)
+        raise summary
     return print_summary(summary)
 
 

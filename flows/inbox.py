@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.batch import publish_report, run_items
+from flows.batch import final_state, publish_report, run_items
 from restore import batch
 
 
@@ -28,4 +28,4 @@ def watch_inbox(inbox: str, outdir: str, settle_seconds: float = 60.0, options: 
         return {"counts": {"total": 0, "done": 0, "skipped": 0, "failed": 0}, "files": []}
     results = run_items(items, Path(outdir), resume=True, progress=False)
     batch.append_ledger(ledger_path, items, results)
-    return publish_report(results, Path(outdir))
+    return final_state(publish_report(results, Path(outdir)))

@@ -104,6 +104,8 @@ def test_mixed_folder_done_corrupt_reported_rerun_skips(prefect_api, mixed, tmp_
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(any_=["restore-batch-summary", "restore-batch-files"])))
+        (last_run,) = client.read_flow_runs(sort="START_TIME_DESC", limit=1)
+    assert (last_run.state.type.value, last_run.state.message) == ("FAILED", "1 of 4 files failed")
     assert {a.type for a in artifacts} >= {"markdown", "table"}
     assert any("1 failed" in str(a.data) for a in artifacts if a.type == "markdown")
 
