@@ -153,9 +153,10 @@ def run_serve(argv: list[str]) -> int:
         record.write_text(json.dumps({"api_url": os.environ["PREFECT_API_URL"], "pid": os.getpid()}) + "\n")
         print(f"Prefect server and UI: http://{args.host}:{args.port}", flush=True)
     try:
+        from prefect.client.orchestration import get_client
+
         from flows.batch import CONCURRENCY_TAG
         from flows.inbox import watch_inbox
-        from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
             client.create_concurrency_limit(tag=CONCURRENCY_TAG, concurrency_limit=args.limit)

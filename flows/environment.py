@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import MutableMapping
 
 
 def default_prefect_home(env: MutableMapping[str, str] = os.environ) -> Path:

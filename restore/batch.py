@@ -350,7 +350,8 @@ def read_ledger(path: Path) -> dict[str, dict]:
 def append_ledger(path: Path, items: list[BatchItem], results: list[FileResult]) -> None:
     """Mark what an inbox run has done: one line per file that was restored, skipped or failed."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"key": ledger_key(item.input), "input": str(item.input), "status": result.status,
+                         "output": result.output, "error": result.error, "time": time.time()}) + "\n"
+             for item, result in zip(items, results)]
     with open(path, "a") as f:
-        for item, result in zip(items, results):
-            f.write(json.dumps({"key": ledger_key(item.input), "input": str(item.input), "status": result.status,
-                                "output": result.output, "error": result.error, "time": time.time()}) + "\n")
+        f.writelines(lines)

@@ -250,8 +250,8 @@ def render_html(results: list[FileResult], outdir: Path, pictures: dict[str, Pat
     outdir = Path(outdir)
     c, names, esc = counts(results), metric_names(results), html.escape
     parts = [f"<!doctype html><meta charset='utf-8'><title>Restore batch report</title><style>{_STYLE}</style>",
-             f"<h1>Restore batch: {c['done']} done, {c['skipped']} skipped, "
-             f"<span class='{'failed' if c['failed'] else ''}'>{c['failed']} failed</span> of {c['total']}</h1>"]
+             (f"<h1>Restore batch: {c['done']} done, {c['skipped']} skipped, "
+              f"<span class='{'failed' if c['failed'] else ''}'>{c['failed']} failed</span> of {c['total']}</h1>")]
     failed = [r for r in results if r.status == "failed"]
     if failed:
         parts.append("<div class='failures'><h2>Failed</h2><ul>" + "".join(

@@ -50,7 +50,7 @@ def fake_restore_file(input_path, output_path, *, reference=None, overwrite=Fals
         except Exception as e:
             raise InputError(f"not a readable NIfTI file: {input_path.name} ({e})") from e
         out = nib.Nifti1Image(data * 0.5 + 50, image.affine)
-        write = lambda tmp: nib.save(out, str(tmp))  # noqa: E731
+        write = lambda tmp: nib.save(out, str(tmp))
     else:
         import soundfile as sf
 
@@ -58,7 +58,7 @@ def fake_restore_file(input_path, output_path, *, reference=None, overwrite=Fals
             samples, sr = sf.read(str(input_path), dtype="float32")
         except Exception as e:
             raise InputError(f"not a readable audio file: {input_path.name} ({e})") from e
-        write = lambda tmp: sf.write(str(tmp), samples * 0.5, sr, format="WAV")  # noqa: E731
+        write = lambda tmp: sf.write(str(tmp), samples * 0.5, sr, format="WAV")
     time.sleep(float(os.environ.get("RESTORE_FAKE_DELAY", "0")))
     atomic_write(output_path, write)
     record = {"kind": kind, "input": {"path": str(input_path), "sha256": api.sha256_of(input_path)},

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import flow_fakes  # noqa: E402
+import flow_fakes
 
-from restore import api, batch  # noqa: E402
-from restore.errors import InputError  # noqa: E402
+from restore import api, batch
+from restore.errors import InputError
 
 
 @pytest.fixture

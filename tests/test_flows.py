@@ -23,9 +23,9 @@ os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 sys.path.insert(0, str(Path(__file__).parent))
-import flow_fakes  # noqa: E402
+import flow_fakes
 
-from restore import api, batch  # noqa: E402
+from restore import api, batch
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import flow_fakes  # noqa: E402
+import flow_fakes
 
-from restore import report  # noqa: E402
-from restore.batch import FileResult  # noqa: E402
+from restore import report
+from restore.batch import FileResult
 
 
 @pytest.fixture
@@ -54,7 +54,8 @@ def test_improvement_direction_depends_on_the_metric(label, before, after, bette
 
 def test_summary_csv_and_json_hold_every_file(results, tmp_path):
     csv_path, json_path = report.write_summary(results, tmp_path / "out")
-    rows = list(csv.DictReader(open(csv_path)))
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["done", "skipped", "failed"]
     assert rows[0]["reference.output.psnr"] == "31.0" and rows[0]["seconds"] == "2.5"
     assert rows[2]["error"].startswith("InputError")
