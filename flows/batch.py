@@ -16,6 +16,7 @@ from prefect.states import Completed, Failed, State
 
 from restore import api, batch, report
 from restore.batch import BatchItem, FileResult
+from restore.device import set_threads
 
 CONCURRENCY_TAG = "restore-file"  # `restore serve --limit N` caps running files across all flows with it
 
@@ -29,6 +30,7 @@ def retry_transient(task, task_run, state: State) -> bool:
 @task(name="restore-one-file", task_run_name="restore {item.input.name}", retries=2, retry_delay_seconds=[2, 10],
       retry_condition_fn=retry_transient, cache_policy=NO_CACHE, tags=[CONCURRENCY_TAG])
 def restore_one(item: BatchItem, resume: bool, picture_dir: Path | None) -> FileResult:
+    set_threads()  # RESTORE_THREADS: the cores this file may use while others are restored beside it
     result = batch.run_item(item, resume=resume)
     if picture_dir is not None:
         try:
