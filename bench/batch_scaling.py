@@ -82,10 +82,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="batch-scaling-"))
     folder = work / "in"
     make_inputs(args.kind, args.files, folder)
+    warmup = work / "warmup"
+    make_inputs(args.kind, 1, warmup)
     rows = []
     with shared_api() as url:
         print(f"Prefect API {url}; {args.files} {args.kind} files in {folder}; runner {args.runner}", flush=True)
-        run(folder, work / "warmup", args.runner, 1, 1)  # untimed: page cache, first imports, DB tables
+        run(warmup, work / "warmup-out", args.runner, 1, 1)  # untimed: page cache, first imports, DB tables
         for spec in args.runs:
             workers, threads = (int(v) for v in spec.split("x"))
             result = run(folder, work / f"out{spec}", args.runner, workers, threads)

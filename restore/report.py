@@ -194,7 +194,8 @@ def audio_figure(samples_in: np.ndarray, samples_out: np.ndarray, sr_in: int, sr
     vmax = max(float(s[3].max()) for s in specs)
     fig, axes = plt.subplots(2, 1, figsize=(7.5, 5), constrained_layout=True, sharex=True)
     for ax, (label, f, t, db) in zip(axes, specs):
-        mesh = ax.pcolormesh(t, f / 1000, db, shading="auto", vmin=vmax - 80, vmax=vmax, cmap="magma")
+        mesh = ax.imshow(db, origin="lower", aspect="auto", extent=(t[0], t[-1], f[0] / 1000, f[-1] / 1000),
+                         vmin=vmax - 80, vmax=vmax, cmap="magma", interpolation="nearest")
         ax.set_ylabel(f"{label}\nkHz")
     axes[-1].set_xlabel("seconds")
     fig.colorbar(mesh, ax=axes, label="dB")
