@@ -90,9 +90,10 @@ def run_batch(argv: list[str]) -> int:
 
     from flows import runners
     from flows.batch import restore_batch
-    from restore import batch
+    from restore import api, batch
 
-    batch.discover(args.input, args.outdir)  # bad input fails here, in one line, before Prefect starts
+    if not batch.discover(args.input, args.outdir):  # bad input fails here, in one line, before a flow runs
+        raise InputError(f"no MRI or audio files in {args.input} (looked for {', '.join(api.MRI_SUFFIXES + api.AUDIO_SUFFIXES)})")
     workers = args.workers or runners.default_workers(args.runner)
     flow = restore_batch.with_options(task_runner=runners.task_runner(args.runner, workers, args.dask_config))
     run = functools.partial(flow, args.input, str(args.outdir), resume=args.resume, options=restore_options(args),

@@ -179,6 +179,8 @@ def discover(source: str | Path, outdir: str | Path, options: dict | None = None
     if source.is_file() and source.suffix.lower() == ".csv":
         items = items_from_manifest(source, outdir, options)
     elif source.is_dir():
+        if source.resolve() == outdir.resolve():
+            raise InputError(f"the output folder is the input folder: {outdir} (choose another -o)")
         items = [_make_item(p, output_for(p, source, outdir), reference=reference_for(p), options=options or {})
                  for p in _candidates(list(source.rglob("*")), outdir)]
     elif source.is_file():

@@ -68,6 +68,11 @@ def test_outdir_inside_the_input_folder_is_not_read_back(study):
     assert "old_restored.wav" not in names(batch.discover(study, study / "out"))
 
 
+def test_output_folder_equal_to_the_input_folder_is_refused(study):
+    with pytest.raises(InputError, match="output folder is the input folder"):
+        batch.discover(study, study)
+
+
 def test_glob_and_single_file(study, tmp_path):
     assert names(batch.discover(str(study / "**" / "*_noisy.*"), tmp_path / "o")) == ["speech_noisy.wav",
                                                                                       "t1_noisy.nii.gz"]

@@ -309,3 +309,6 @@ def test_bad_batch_input_is_one_line_and_exit_code_2(prefect_api, tmp_path, caps
 
     assert main(["batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
     assert "batch input not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 2
+    assert "no MRI or audio files in" in capsys.readouterr().err
