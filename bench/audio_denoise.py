@@ -30,7 +30,7 @@ import torch
 
 from restore.audio import spectral
 from restore.audio.degrade import add_noise_at_snr
-from restore.audio.denoise import load_audio_model, denoise_samples
+from restore.audio.denoise import denoise_samples, load_audio_model
 from restore.audio.estimate import estimate_noise_psd
 from restore.audio.metrics import estoi, pesq_wb, si_sdr
 

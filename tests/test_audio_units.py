@@ -1,12 +1,14 @@
 """Audio building blocks against known truth: metrics, SNR/sigma estimate, chunking, STFT round trip."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from restore.audio import spectral
-from restore.audio.denoise import start_step
 from restore.audio.degrade import add_noise_at_snr, coloured_noise
+from restore.audio.denoise import start_step
 from restore.audio.estimate import estimate_degradation
 from restore.audio.metrics import estoi, lsd, pesq_wb, si_sdr
 from restore.audio.stream import crossfade, plan_chunks, stream_chunks
@@ -99,7 +101,7 @@ def test_stft_round_trip_is_exact():
 def test_chunks_cover_and_identity_stream_is_exact(frames, chunk, overlap):
     chunks = plan_chunks(frames, chunk, overlap)
     assert chunks[0].start == 0 and chunks[-1].stop == frames
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert a.stop - b.start == overlap
     x = np.random.default_rng(9).standard_normal((frames, 2)).astype(np.float32)
     out = np.concatenate(list(stream_chunks(chunks, lambda c: x[c.start : c.stop].copy(), lambda c, b: b)))

@@ -63,7 +63,7 @@ def restore_block(
 ) -> BlockResult:
     """``block: (n, C)`` float32 at ``sr`` -> restored ``(n, C)``; channels are restored independently."""
     n = block.shape[0]
-    n_model = int(round(n * MODEL_SR / sr))
+    n_model = round(n * MODEL_SR / sr)
     low = _resample(block, sr, MODEL_SR, n_model)
     noisy = torch.from_numpy(low.T.copy())  # (C, L): channels as batch rows
     result = denoise_samples(model, noisy, strength=strength, steps=steps, generator=generator)

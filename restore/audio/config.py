@@ -63,7 +63,7 @@ def load_config(path: Path) -> TrainConfig:
     """Read YAML into :class:`TrainConfig`; unknown keys are an error."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise TypeError(f"{path}: expected a mapping at the top level")
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(raw) - known
     if unknown:

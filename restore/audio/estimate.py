@@ -37,7 +37,7 @@ class Degradation:
 def estimate_noise_psd(power: torch.Tensor, *, quiet_fraction: float = QUIET_FRACTION) -> torch.Tensor:
     """``power: (B, F, N)`` -> noise PSD ``(B, F)``: mean over the quietest ``quiet_fraction`` of frames."""
     n_frames = power.shape[-1]
-    k = max(1, int(round(quiet_fraction * n_frames)))
+    k = max(1, round(quiet_fraction * n_frames))
     # rank frames by mean log power: every band counts, so a few loud low bins (pink or brown
     # noise) do not decide alone which frames look quiet
     loudness = power.clamp(min=1e-20).log().mean(dim=1)  # (B, N)

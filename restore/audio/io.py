@@ -123,7 +123,7 @@ class AudioWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "AudioWriter":
+    def __enter__(self) -> AudioWriter:  # noqa: PYI034 - a plain class, never subclassed
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from restore.audio.estimate import estimate_degradation
 from restore.audio.metrics import pesq_wb, si_sdr
 from restore.device import autocast
 from restore.diffusion import expand_to, start_from_observation
-from restore.nets.unet import UNetDenoiser, count_parameters
+from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
 from restore.weights import save_model
 
 SR = spectral.MODEL_SR
@@ -186,7 +186,7 @@ def main(config_path: Path) -> Path:
         raise FileNotFoundError(f"no prepared audio data in {data_dir}: run `restore data prepare --out data/` first")
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model_cfg = UNetConfig_with(cfg)
+    model_cfg = model_config(cfg)
     net, ema = UNetDenoiser(model_cfg), UNetDenoiser(model_cfg)
     ema.load_state_dict(net.state_dict())
     ema.requires_grad_(False)
@@ -240,10 +240,8 @@ def main(config_path: Path) -> Path:
     return Path(cfg.weights)
 
 
-def UNetConfig_with(cfg: TrainConfig):  # noqa: N802 - builds the stored UNetConfig
+def model_config(cfg: TrainConfig) -> UNetConfig:
     """The network config with the inference choices the pipeline needs in ``extra``."""
-    from dataclasses import replace
-
     extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "bf16": cfg.bf16, "sr": SR,
              "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA, "beta": spectral.BETA,
              "cond": "noisy compressed complex STFT (real, imag)"}
