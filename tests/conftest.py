@@ -25,6 +25,17 @@ def tiny_mri_model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_fill_model(tmp_path_factory) -> Path:
+    """Random weights with the shipped fill model's interface (3 neighbours, masks, sigma)."""
+    torch.manual_seed(1)
+    cfg = UNetConfig(cond_channels=15, channels=(8, 8), attention_levels=(False, False), norm_num_groups=4,
+                     num_head_channels=8, extra={"neighbours": 3, "start_sigma": 0.5})
+    path = tmp_path_factory.mktemp("model") / "tiny_fill.safetensors"
+    save_model(UNetDenoiser(cfg).eval(), path, {"name": "tiny_fill", "version": "test"})
+    return path
+
+
 def phantom(shape=(24, 28, 10)) -> np.ndarray:
     """A head-like ellipsoid with smooth intensity variation on a zero background."""
     grids = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="reverse diffusion steps (default: 2)")
     p.add_argument("--samples", type=int, default=1, help="posterior samples to average; >1 also writes OUTPUT_std")
     p.add_argument("--strength", type=float, default=1.0, help="scale the noise level that sets t* (default 1)")
+    p.add_argument("--task", default="auto", choices=["auto", "denoise", "fill"],
+                   help="auto: fill missing/corrupted slices, then denoise (default); fill: only fill")
+    p.add_argument("--missing-slices", type=_index_list, help="slices to fill, e.g. 12,13,40 (added to those detected)")
     p.add_argument("--slice-axis", type=int, default=2, choices=[0, 1, 2], help="axis of the 2D slices (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -29,13 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _index_list(text: str) -> list[int]:
+    try:
+        return sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated slice numbers, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from restore.mri.pipeline import restore_nifti, summary_lines
 
     record = restore_nifti(
         args.input, args.output, reference=args.reference, sigma=args.sigma, steps=args.steps,
         samples=args.samples, strength=args.strength, seed=args.seed, device=args.device,
-        bf16=False if args.fp32 else None, dtype=args.dtype, slice_axis=args.slice_axis,
+        bf16=False if args.fp32 else None, dtype=args.dtype, slice_axis=args.slice_axis, task=args.task,
+        missing_slices=args.missing_slices,
         overwrite=args.overwrite, progress=not args.quiet, model_path=args.model,
     )
     if not args.quiet:

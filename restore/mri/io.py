@@ -34,8 +34,17 @@ class Volume:
         return self.header.get_data_dtype()
 
 
-def load_nifti(path: Path | str) -> Volume:
-    """Read a 3D/4D NIfTI volume; every failure is an InputError that names the problem."""
+def _nonfinite_only_in_whole_slices(data: np.ndarray, axis: int) -> bool:
+    finite = np.isfinite(np.moveaxis(data, axis, 0)).reshape(data.shape[axis], -1)
+    return bool(np.all(finite.all(axis=1) | ~finite.any(axis=1)))
+
+
+def load_nifti(path: Path | str, *, nonfinite_slices_axis: int | None = None) -> Volume:
+    """Read a 3D/4D NIfTI volume; every failure is an InputError that names the problem.
+
+    NaN/Inf voxels are an error, unless ``nonfinite_slices_axis`` is given and they fill whole
+    slices along that axis (dropped slices, to be filled later).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input not found: {path}")
@@ -59,32 +68,42 @@ def load_nifti(path: Path | str) -> Volume:
     if data.ndim not in (3, 4):
         raise InputError(f"{path.name}: expected a 3D or 4D volume, got shape {data.shape}")
     if not np.all(np.isfinite(data)):
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-        raise InputError(f"{path.name}: {bad} voxels are NaN or Inf (fix or mask them first)")
-    if not np.any(data):
+        whole = nonfinite_slices_axis is not None and _nonfinite_only_in_whole_slices(data, nonfinite_slices_axis)
+        if not whole:
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise InputError(f"{path.name}: {bad} voxels are NaN or Inf (fix or mask them first)")
+    if not np.any(np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)):
         raise InputError(f"{path.name}: the volume is all zeros")
     slope, inter = float(getattr(img.dataobj, "slope", 1.0)), float(getattr(img.dataobj, "inter", 0.0))
     return Volume(data=data, affine=img.affine, header=img.header.copy(), path=path, slope=slope, inter=inter)
 
 
-def save_nifti(path: Path | str, data: np.ndarray, like: Volume, *, dtype: str | None = None) -> None:
+def save_nifti(path: Path | str, data: np.ndarray, like: Volume, *, dtype: str | None = None,
+               keep_from_input: np.ndarray | None = None) -> None:
     """Write ``data`` with ``like``'s geometry, header and intensity scaling, atomically.
 
     The on-disk dtype is ``like``'s (for integer types: ``raw = round((data - inter) / slope)``,
-    limited to the type's range, as any writer must) unless ``dtype="float32"``.
+    limited to the type's range, as any writer must) unless ``dtype`` is ``"float32"`` or
+    ``"uint8"`` (masks). Voxels where ``keep_from_input`` is True get the input file's raw values,
+    bit for bit.
     """
     header = like.header.copy()
     header.set_data_shape(data.shape)
-    on_disk = np.dtype(np.float32) if dtype == "float32" else like.on_disk_dtype
-    if dtype not in (None, "float32"):
-        raise ValueError(f"dtype must be None or 'float32', got {dtype!r}")
+    if dtype not in (None, "float32", "uint8"):
+        raise ValueError(f"dtype must be None, 'float32' or 'uint8', got {dtype!r}")
+    on_disk = np.dtype(dtype) if dtype else like.on_disk_dtype
     header.set_data_dtype(on_disk)
-    if np.issubdtype(on_disk, np.integer):
+    if dtype == "uint8" or (dtype is None and np.issubdtype(on_disk, np.integer)):
+        slope, inter = (1.0, 0.0) if dtype == "uint8" else (like.slope, like.inter)
         info = np.iinfo(on_disk)
-        raw = np.clip(np.round((data - like.inter) / like.slope), info.min, info.max).astype(on_disk)
-        slope, inter = like.slope, like.inter
+        raw = np.clip(np.round((data - inter) / slope), info.min, info.max).astype(on_disk)
     else:
         raw, slope, inter = data.astype(on_disk), 1.0, 0.0
+    if keep_from_input is not None:
+        if dtype is not None:
+            raise ValueError("keep_from_input needs the input's own dtype")
+        source = np.asanyarray(nib.load(str(like.path)).dataobj.get_unscaled()).reshape(raw.shape)
+        raw[keep_from_input] = source[keep_from_input]
     img = nib.Nifti1Image(raw, like.affine, header)
     img.header.set_slope_inter(slope, inter)
     # keep the input's qform/sform codes, not nibabel's defaults

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from restore.device import resolve_device, set_threads
 from restore.errors import InputError
 from restore.mri.denoise import denoise_volume
+from restore.mri.fill import MAX_GAP, SliceReport, detect_bad_slices, fill_slices
 from restore.mri.io import Volume, load_nifti, save_nifti
 from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
@@ -25,7 +27,10 @@ from restore.weights import LoadedModel, load_model
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODEL_DIR / "mri_denoise.safetensors"
-DEFAULT_STEPS = 2  # chosen by bench/mri_denoise.py --steps-sweep (see the model card)
+DEFAULT_FILL_MODEL = MODEL_DIR / "mri_fill.safetensors"
+DEFAULT_STEPS = 2  # chosen by bench/mri_denoise.py --steps 1 2 4 (see the closing notes)
+FILL_STEPS = 4
+Task = Literal["auto", "denoise", "fill"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,11 +38,11 @@ def cached_model(path: str, device: str) -> LoadedModel:
     return load_model(Path(path), device=device)
 
 
-def std_map_path(output: Path) -> Path:
-    """``out.nii.gz`` -> ``out_std.nii.gz``."""
+def companion_path(output: Path, tag: str) -> Path:
+    """``out.nii.gz`` -> ``out_<tag>.nii.gz`` (``std``, ``filled-mask``)."""
     name = output.name
     ext = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
-    return output.with_name(name[: -len(ext)] + "_std" + ext)
+    return output.with_name(f"{name[: -len(ext)]}_{tag}{ext}")
 
 
 def _volumes(data: np.ndarray) -> list[np.ndarray]:
@@ -69,12 +74,19 @@ def restore_nifti(
     bf16: bool | None = None,
     dtype: Literal["float32"] | None = None,
     slice_axis: int = 2,
+    task: Task = "auto",
+    missing_slices: list[int] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     model_path: Path | str | None = None,
+    fill_model_path: Path | str | None = None,
 ) -> dict:
-    """Denoise a 3D/4D NIfTI volume; writes the output, its sidecar and (``samples > 1``) an
-    uncertainty map, all atomically, and returns the sidecar record (see :mod:`restore.api`)."""
+    """Denoise a 3D/4D NIfTI volume and fill its missing or corrupted slices.
+
+    ``task``: ``denoise``; ``fill`` (only the detected or given slices change; every other voxel
+    stays bit-identical); ``auto`` (fill what is missing, then denoise). Writes the output, its
+    sidecar, an uncertainty map (``samples > 1``) and a mask of filled voxels (when any), all
+    atomically, and returns the sidecar record (see :mod:`restore.api`)."""
     started = time.monotonic()
     input_path, output_path = Path(input_path), Path(output_path)
     steps = DEFAULT_STEPS if steps is None else steps
@@ -88,47 +100,86 @@ def restore_nifti(
         raise InputError(f"--strength must be in (0, 4], got {strength}")
     if slice_axis not in (0, 1, 2):
         raise InputError(f"--slice-axis must be 0, 1 or 2, got {slice_axis}")
+    if task not in ("auto", "denoise", "fill"):
+        raise InputError(f"--task must be auto, denoise or fill, got {task!r}")
     check_output_path(input_path, output_path, overwrite=overwrite)
-    volume = load_nifti(input_path)
+    volume = load_nifti(input_path, nonfinite_slices_axis=slice_axis if task != "denoise" else None)
+    n_slices = volume.data.shape[slice_axis]
+    bad = [k for k in (missing_slices or []) if not 0 <= k < n_slices]
+    if bad:
+        raise InputError(f"--missing-slices {bad} outside 0..{n_slices - 1} along axis {slice_axis}")
     ref = _load_reference(Path(reference), volume) if reference is not None else None
     dev = resolve_device(device)
     set_threads()
     loaded = cached_model(str(model_path or DEFAULT_MODEL), str(dev))
     use_bf16 = (dev.type == "cpu") if bf16 is None else bf16
 
-    parts, stds, per_volume = [], [], []
+    parts, stds, fills, per_volume = [], [], [], []
     vols = _volumes(volume.data)
-    bar = tqdm(total=len(vols) * volume.data.shape[slice_axis], desc=f"restore {input_path.name}",
-               unit="slice", disable=not progress, leave=False)
+    refs = _volumes(ref) if ref is not None else [None] * len(vols)
+    bar = tqdm(total=len(vols) * n_slices, desc=f"restore {input_path.name}", unit="slice",
+               disable=not progress, leave=False)
     for v, data in enumerate(vols):
-        est = estimate_rician_sigma(data)
+        report = SliceReport(axis=slice_axis)
+        if task != "denoise":
+            report = detect_bad_slices(data, axis=slice_axis)
+            report = replace(report, given=sorted(set(missing_slices or [])))
+        known = np.ones(n_slices, bool)
+        known[report.to_fill] = False
+        if not known.any():
+            raise InputError(f"{input_path.name}: no usable slice along axis {slice_axis}")
+        data = np.where(np.isfinite(data), data, 0).astype(np.float32)
+        est = estimate_rician_sigma(np.compress(known, data, axis=slice_axis))
         s = est.sigma if sigma is None else float(sigma)
-        res = denoise_volume(data, s, loaded.model, steps=steps, samples=samples, seed=seed + v,
-                             axis=slice_axis, bf16=use_bf16, strength=strength, on_batch=bar.update)
-        out = np.maximum(res.data, 0) if data.min() >= 0 else res.data  # magnitudes are >= 0
+        filled = np.zeros(data.shape, bool)
+        if report.to_fill:
+            fill_model = cached_model(str(fill_model_path or DEFAULT_FILL_MODEL), str(dev)).model
+            fr = fill_slices(data, report.to_fill, s, fill_model, axis=slice_axis, steps=FILL_STEPS, seed=seed + v,
+                             bf16=use_bf16)
+            data, filled = fr.data, fr.filled
+        res = None
+        out = data
+        if task != "fill":
+            res = denoise_volume(data, s, loaded.model, steps=steps, samples=samples, seed=seed + v,
+                                 axis=slice_axis, bf16=use_bf16, strength=strength, on_batch=bar.update)
+            non_negative = np.compress(known, vols[v], axis=slice_axis).min() >= 0
+            out = np.maximum(res.data, 0) if non_negative else res.data  # magnitudes stay >= 0
+        else:
+            bar.update(n_slices)
         parts.append(out)
-        stds.append(res.std)
-        per_volume.append(_volume_metrics(data, out, est.sigma, s, res, None if ref is None else _volumes(ref)[v]))
+        stds.append(None if res is None else res.std)
+        fills.append(filled)
+        metrics = _volume_metrics(vols[v], out, est.sigma, s, res, refs[v], known, slice_axis)
+        metrics["slices"] = _slice_summary(report)
+        per_volume.append(metrics)
     bar.close()
     restored = _stack(parts, volume.data)
+    filled_mask = _stack(fills, volume.data)
 
-    save_nifti(output_path, restored, volume, dtype=dtype)
+    keep = None if task != "fill" else ~filled_mask  # fill only: every other voxel bit-identical
+    save_nifti(output_path, restored, volume, dtype=dtype, keep_from_input=keep)
     written = [str(output_path)]
-    if samples > 1:
-        save_nifti(std_map_path(output_path), _stack(stds, volume.data), volume, dtype="float32")
-        written.append(str(std_map_path(output_path)))
+    if samples > 1 and task != "fill":
+        save_nifti(companion_path(output_path, "std"), _stack(stds, volume.data), volume, dtype="float32")
+        written.append(str(companion_path(output_path, "std")))
+    if filled_mask.any():
+        save_nifti(companion_path(output_path, "filled-mask"), filled_mask.astype(np.float32), volume,
+                   dtype="uint8")
+        written.append(str(companion_path(output_path, "filled-mask")))
     from restore.api import sha256_of
 
     record = {
         "kind": "mri",
-        "task": "denoise",
+        "task": {"denoise": "denoise", "fill": "fill", "auto": "fill+denoise" if filled_mask.any() else "denoise"}[task],
         "input": {"path": str(input_path), "sha256": sha256_of(input_path), "shape": list(volume.data.shape),
                   "dtype": str(volume.on_disk_dtype), "voxel_mm": [float(z) for z in volume.header.get_zooms()[:3]]},
         "output": str(output_path),
         "files": written,
-        "model": {"name": loaded.card.get("name", "mri_denoise"), "version": loaded.version},
+        "model": {"name": loaded.card.get("name", "mri_denoise"), "version": loaded.version,
+                  **({"fill_version": cached_model(str(fill_model_path or DEFAULT_FILL_MODEL), str(dev)).version}
+                     if filled_mask.any() else {})},
         "params": {"sigma": sigma, "steps": steps, "samples": samples, "strength": strength, "seed": seed,
-                   "slice_axis": slice_axis, "bf16": use_bf16, "dtype": dtype or str(volume.on_disk_dtype)},
+                   "slice_axis": slice_axis, "task": task, "missing_slices": missing_slices, "bf16": use_bf16, "dtype": dtype or str(volume.on_disk_dtype)},
         "metrics": per_volume[0] if len(per_volume) == 1 else {"volumes": per_volume},
         "timing": {"seconds": round(time.monotonic() - started, 2), "device": str(dev)},
     }
@@ -136,24 +187,41 @@ def restore_nifti(
     return record
 
 
+def _slice_summary(report: SliceReport) -> dict:
+    return {"axis": report.axis, "missing": report.missing, "corrupted": report.corrupted,
+            "suspect_not_filled": report.suspect, "given": report.given,
+            "filled": report.to_fill, "longest_gap": report.longest_gap(),
+            "low_confidence": report.longest_gap() > MAX_GAP}
+
+
 def _volume_metrics(noisy: np.ndarray, restored: np.ndarray, sigma_est: float, sigma_used: float, res,
-                    reference: np.ndarray | None) -> dict:
-    p99 = float(np.percentile(noisy, 99))
-    mask = foreground_mask(noisy, sigma_est)
-    after = estimate_rician_sigma(restored).sigma
+                    reference: np.ndarray | None, known: np.ndarray, axis: int) -> dict:
+    clean_in = np.compress(known, noisy, axis=axis)  # statistics of the input skip its missing slices
+    clean_out = np.compress(known, restored, axis=axis)
+    p99 = float(np.percentile(clean_in, 99))
+    mask = foreground_mask(clean_in, sigma_est)
+    after = estimate_rician_sigma(clean_out).sigma
     m = {
         "sigma_before": sigma_est,
         "sigma_before_pct_p99": 100 * sigma_est / p99,
         "sigma_used": sigma_used,
         "sigma_after": after,
-        "snr_before": snr(noisy, sigma_est, mask),
-        "snr_after": snr(restored, after, mask),
-        "residual_structure": residual_structure(noisy, restored, mask),
-        "t_star": res.t_star,
-        "steps_run": res.steps,
+        "snr_before": snr(clean_in, sigma_est, mask),
+        "snr_after": snr(clean_out, after, mask),
+        "residual_structure": residual_structure(clean_in, clean_out, mask),
+        "t_star": 0 if res is None else res.t_star,
+        "steps_run": 0 if res is None else res.steps,
     }
     if reference is not None:
-        m["reference"] = {"input": reference_metrics(reference, noisy), "output": reference_metrics(reference, restored)}
+        m["reference"] = {"input": reference_metrics(reference, np.where(np.isfinite(noisy), noisy, 0)),
+                          "output": reference_metrics(reference, restored)}
+        if not known.all():
+            sel = np.zeros(noisy.shape, bool)
+            np.moveaxis(sel, axis, 0)[~known] = True
+            from restore.metrics.image import psnr
+
+            m["reference"]["psnr_filled_slices"] = psnr(reference, restored, mask=sel,
+                                                        data_range=float(reference.max() - reference.min()))
     return m
 
 
