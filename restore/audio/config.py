@@ -36,6 +36,7 @@ class TrainConfig:
     val_clips: int = 16
     val_seconds: float = 3.0
     inference_steps: int = 4  # default reverse steps, stored in the model card
+    sigma_scale: float = 1.0  # t* = timestep_for_sigma(strength * sigma_scale * sigma_est), in the card
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=2))
 
     def __post_init__(self) -> None:
@@ -50,6 +51,7 @@ class TrainConfig:
             (0 <= self.synthetic_noise_prob <= 1, "synthetic_noise_prob must be in [0, 1]"),
             (0 <= self.observation_prob <= 1, "observation_prob must be in [0, 1]"),
             (1 <= self.inference_steps <= 1000, f"inference_steps must be 1..1000, got {self.inference_steps}"),
+            (0 < self.sigma_scale <= 4, f"sigma_scale must be in (0, 4], got {self.sigma_scale}"),
             (self.model.data_channels == 2 and self.model.cond_channels == 2,
              "model needs data_channels = cond_channels = 2 (real/imag STFT)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),
