@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from restore.nets.unet import UNetConfig, UNetDenoiser
+from restore.outputs import atomic_write
 
 
 @dataclass(frozen=True)
@@ -32,25 +31,13 @@ def card_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_model(model: UNetDenoiser, weights: Path, card: dict) -> None:
     """Write ``weights`` (safetensors) and its card next to it, both atomically."""
     weights = Path(weights)
     card = {**card, "config": model.config.to_dict()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"version": str(card.get("version", ""))}))
-    _atomic_write(card_path(weights), lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"version": str(card.get("version", ""))}))
+    atomic_write(card_path(weights), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
 
 
 def load_model(weights: Path, *, device: torch.device | str = "cpu") -> LoadedModel:
