@@ -312,3 +312,11 @@ def test_bad_batch_input_is_one_line_and_exit_code_2(prefect_api, tmp_path, caps
     (tmp_path / "empty").mkdir()
     assert main(["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 2
     assert "no MRI or audio files in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers, cores, load, threads", [
+    (1, 2, 0.0, 2), (2, 2, 0.0, 1), (1, 2, 1.2, 1), (1, 2, 7.0, 1), (3, 2, 0.0, 1), (2, 8, 2.5, 3)])
+def test_threads_per_file_share_the_idle_cores(workers, cores, load, threads):
+    from flows.runners import threads_per_file
+
+    assert threads_per_file(workers, cores=cores, load=load) == threads
