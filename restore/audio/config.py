@@ -37,6 +37,7 @@ class TrainConfig:
     val_seconds: float = 3.0
     inference_steps: int = 4  # default reverse steps, stored in the model card
     sigma_scale: float = 1.0  # t* = timestep_for_sigma(strength * sigma_scale * sigma_est), in the card
+    clean_snr_db: float = 30.0  # estimated SNR above which a chunk is left unchanged (t* = 0), in the card
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=2))
 
     def __post_init__(self) -> None:

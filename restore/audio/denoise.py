@@ -6,7 +6,9 @@
 
 A clean input has sigma ~ 0, hence t* = 0, and is returned unchanged. ``sigma_scale`` (model card)
 calibrates the reference-free sigma estimate to the step the trained model does best from; it is
-chosen on the validation split, like the default number of steps.
+chosen on the validation split, like the default number of steps. Rows whose estimated SNR is
+above the card's ``clean_snr_db`` count as clean (t* = 0): there the residual noise is below what
+the small model can remove without adding its own error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class AudioModel:
     default_steps: int
     bf16: bool
     sigma_scale: float = 1.0  # calibration of the estimated sigma to the model's t*, from the card
+    clean_snr_db: float = float("inf")  # a row whose estimated SNR is above this is left as it is
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def load_audio_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | 
         default_steps=int(extra.get("inference_steps", 4)),
         bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
         sigma_scale=float(extra.get("sigma_scale", 1.0)),
+        clean_snr_db=float(extra.get("clean_snr_db", float("inf"))),
     )
 
 
@@ -90,6 +94,7 @@ def denoise_samples(
     degradation = estimate_degradation(samples, scale)
     spec = spectral.to_spec(samples, scale=scale)
     t_star = start_step(schedule, strength * model.sigma_scale * degradation.sigma)
+    t_star = torch.where(degradation.snr_db.cpu() > model.clean_snr_db, torch.zeros_like(t_star), t_star)
     device = samples.device
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
