@@ -148,8 +148,10 @@ def _middle_slices(volume: np.ndarray) -> list[np.ndarray]:
     return [np.rot90(v[x, :, :]), np.rot90(v[:, y, :]), np.rot90(v[:, :, z])]
 
 
-def mri_figure(data_in: np.ndarray, data_out: np.ndarray, title: str):
-    """3x3 figure: rows input, output, difference (output - input); columns three orthogonal slices."""
+def mri_figure(data_in: np.ndarray, data_out: np.ndarray, title: str,
+               voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+    """3x3 figure: rows input, output, difference (output - input); columns three orthogonal slices,
+    drawn with the voxel size's aspect ratio."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,14 +160,16 @@ def mri_figure(data_in: np.ndarray, data_out: np.ndarray, title: str):
     rows = [("input", data_in), ("output", data_out), ("difference", data_out - data_in)]
     lo, hi = np.percentile(data_in, [1, 99.5])
     span = float(np.percentile(np.abs(data_out - data_in), 99.5)) or 1.0
+    zx, zy, zz = voxel_mm
+    aspects = (zz / zy, zz / zx, zy / zx)  # rows/cols of the rotated sagittal, coronal, axial slices
     fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.5), constrained_layout=True)
     for i, (label, volume) in enumerate(rows):
         for j, (plane, sl) in enumerate(zip(("sagittal", "coronal", "axial"), _middle_slices(volume))):
             ax = axes[i, j]
             if label == "difference":
-                ax.imshow(sl, cmap="RdBu_r", vmin=-span, vmax=span)
+                ax.imshow(sl, cmap="RdBu_r", vmin=-span, vmax=span, aspect=aspects[j])
             else:
-                ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi)
+                ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, aspect=aspects[j])
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(plane)
@@ -219,8 +223,10 @@ def make_picture(result: FileResult, picture_dir: Path) -> Path | None:
     if result.kind == "mri":
         import nibabel as nib
 
-        fig = mri_figure(np.asarray(nib.load(result.input).dataobj, dtype=np.float32),
-                         np.asarray(nib.load(result.output).dataobj, dtype=np.float32), title)
+        image_in = nib.load(result.input)
+        zooms = tuple(float(z) for z in image_in.header.get_zooms()[:3])
+        fig = mri_figure(np.asarray(image_in.dataobj, dtype=np.float32),
+                         np.asarray(nib.load(result.output).dataobj, dtype=np.float32), title, zooms)
     else:
         import soundfile as sf
 

@@ -104,3 +104,11 @@ def test_markdown_summary_lists_failures():
     r = [FileResult("a.wav", "o.wav", "audio", "failed", error="InputError: empty")]
     text = report.markdown_summary(r, Path("out/report.html"))
     assert "0 done, 0 skipped, 1 failed of 1" in text and "**a.wav**: InputError: empty" in text
+
+
+def test_mri_slices_keep_the_voxel_aspect_ratio():
+    import numpy as np
+
+    data = np.zeros((8, 10, 12), np.float32)
+    fig = report.mri_figure(data, data, "x", voxel_mm=(1.0, 1.0, 3.0))  # thick slices along z
+    assert [ax.get_aspect() for ax in fig.axes[:3]] == [3.0, 3.0, 1.0]
