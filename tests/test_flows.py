@@ -234,23 +234,9 @@ SAMPLES = ROOT / "sample_data"
 MODELS = {"mri": ROOT / "models" / "mri_denoise.safetensors", "audio": ROOT / "models" / "audio_denoise.safetensors"}
 
 
-def throwaway_mri_weights(folder: Path) -> Path:
-    """Untrained weights with the shipped MRI config: the real pipeline runs, the output is not good."""
-    import yaml
-
-    from restore.nets.unet import UNetConfig, UNetDenoiser
-    from restore.weights import save_model
-
-    cfg = yaml.safe_load((ROOT / "configs" / "mri_denoise.yaml").read_text())["model"]
-    cfg = {**cfg, "channels": tuple(cfg["channels"]), "attention_levels": tuple(cfg["attention_levels"])}
-    weights = folder / "mri_untrained.safetensors"
-    save_model(UNetDenoiser(UNetConfig(**cfg)), weights, {"name": "mri_denoise", "version": "untrained-test"})
-    return weights
-
-
-def real_inputs(folder: Path, monkeypatch) -> dict[str, Path]:
+def real_inputs(folder: Path, monkeypatch, untrained_mri: Path) -> dict[str, Path]:
     """Short crops of sample_data, each with its clean reference; kind -> the weights that restore it.
-    Until the MRI model is trained, the MRI pipeline runs on throwaway weights."""
+    Until the MRI model is trained, the MRI pipeline runs on untrained weights (conftest's tiny model)."""
     import numpy as np
     import soundfile as sf
 
@@ -264,7 +250,7 @@ def real_inputs(folder: Path, monkeypatch) -> dict[str, Path]:
             samples, sr = sf.read(SAMPLES / f"{name}.wav", always_2d=True, dtype="float32")
             sf.write(folder / f"{name}.wav", samples[: sr * 3 // 2], sr, subtype="PCM_16")
         weights["audio"] = MODELS["audio"]
-    weights["mri"] = MODELS["mri"] if MODELS["mri"].is_file() else throwaway_mri_weights(folder.parent)
+    weights["mri"] = MODELS["mri"] if MODELS["mri"].is_file() else untrained_mri
     monkeypatch.setattr(pipeline, "DEFAULT_MODEL", weights["mri"])
     for name in ("t1_noisy", "t1_clean"):
         volume = load_nifti(SAMPLES / f"{name}.nii.gz")
@@ -274,10 +260,10 @@ def real_inputs(folder: Path, monkeypatch) -> dict[str, Path]:
     return weights
 
 
-def test_real_restore_functions_on_sample_data_crops(prefect_api, tmp_path, monkeypatch):
+def test_real_restore_functions_on_sample_data_crops(prefect_api, tmp_path, monkeypatch, tiny_mri_model):
     """The flows on the real MRI/audio restore functions: references paired, corrupt file reported."""
     src, out = tmp_path / "in", tmp_path / "out"
-    kinds = real_inputs(src, monkeypatch)
+    kinds = real_inputs(src, monkeypatch, tiny_mri_model)
     (src / "corrupt.wav").write_bytes(b"RIFF but not really a wave file")
     code, summary = run_cli(str(src), "-o", str(out))
     files = by_name(summary)
