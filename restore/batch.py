@@ -128,6 +128,11 @@ def _candidates(paths: list[Path], outdir: Path) -> list[Path]:
     return keep
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    """True for ``.name`` files and anything inside a ``.folder`` below ``root`` (.git, checkpoints)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def _make_item(path: Path, output: Path, *, reference: Path | None, options: dict, task: str | None = None) -> BatchItem:
     kind = api.kind_of(path)
     if task and task != kind:
@@ -182,7 +187,7 @@ def discover(source: str | Path, outdir: str | Path, options: dict | None = None
         if source.resolve() == outdir.resolve():
             raise InputError(f"the output folder is the input folder: {outdir} (choose another -o)")
         items = [_make_item(p, output_for(p, source, outdir), reference=reference_for(p), options=options or {})
-                 for p in _candidates(list(source.rglob("*")), outdir)]
+                 for p in _candidates([p for p in source.rglob("*") if not _hidden(p, source)], outdir)]
     elif source.is_file():
         items = [_make_item(source, output_for(source, source.parent, outdir), reference=reference_for(source),
                             options=options or {})]

@@ -33,7 +33,7 @@ def fake_restore(monkeypatch):
 
 @pytest.fixture
 def study(tmp_path) -> Path:
-    """t1_noisy + t1_clean, speech_noisy + speech_clean, a lone clean file, a note, a hidden temp file."""
+    """t1_noisy + t1_clean, speech_noisy + speech_clean, a lone clean file, a note, hidden files."""
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     flow_fakes.make_mri(src / "t1_noisy.nii.gz")
@@ -43,6 +43,8 @@ def study(tmp_path) -> Path:
     flow_fakes.make_wav(src / "lone_clean.wav", seed=2)
     (src / "notes.txt").write_text("not an input")
     (src / ".t1_noisy.nii.gz.abc.nii.gz").write_bytes(b"partial")
+    (src / ".ipynb_checkpoints").mkdir()
+    flow_fakes.make_wav(src / ".ipynb_checkpoints" / "speech_noisy-checkpoint.wav")
     return src
 
 
