@@ -32,6 +32,12 @@ def check_output_path(input_path: Path, output_path: Path, *, overwrite: bool) -
         raise InputError(f"output folder is not writable: {folder} ({e.strerror})") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None], *, suffix: str | None = None) -> None:
     """Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to ``path``.
 
@@ -43,6 +49,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], *, suffix: str | Non
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -55,3 +55,21 @@ def test_weights_round_trip_and_shape_check(tmp_path):
         with pytest.raises(ValueError, match=error):
             load_model(path)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from restore.outputs import atomic_write
+
+    atomic_write(tmp_path / "x.txt", lambda tmp: tmp.write_text("hi"))
+    mode = os.stat(tmp_path / "x.txt").st_mode & 0o777
+    assert mode == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
