@@ -119,7 +119,7 @@ def whole_process_rtf(clips, steps: int, weights: Path) -> float:
         return (time.perf_counter() - tick) / (audio.size / SR)
 
 
-def calibrate(weights: Path, steps_grid=(1, 2), scale_grid=(0.5, 0.7, 1.0, 1.3, 1.6, 2.0)) -> None:
+def calibrate(weights: Path, steps_grid=(1, 2), scale_grid=(0.7, 1.0, 1.5, 2.0)) -> None:
     """Grid over default steps and ``sigma_scale`` on the training run's validation crops.
 
     Those crops come from the same held-out speaker and noises as this benchmark but are drawn with

@@ -60,13 +60,20 @@ def restore_block(
     strength: float,
     steps: int | None,
     generator: torch.Generator,
+    context: np.ndarray | None = None,
 ) -> BlockResult:
-    """``block: (n, C)`` float32 at ``sr`` -> restored ``(n, C)``; channels are restored independently."""
+    """``block: (n, C)`` float32 at ``sr`` -> restored ``(n, C)``; channels are restored independently.
+
+    ``context: (m, C)`` (a longer stretch around the block) is where level and noise are estimated.
+    """
     n = block.shape[0]
     n_model = round(n * MODEL_SR / sr)
     low = _resample(block, sr, MODEL_SR, n_model)
     noisy = torch.from_numpy(low.T.copy())  # (C, L): channels as batch rows
-    result = denoise_samples(model, noisy, strength=strength, steps=steps, generator=generator)
+    around = None
+    if context is not None:
+        around = torch.from_numpy(_resample(context, sr, MODEL_SR, round(context.shape[0] * MODEL_SR / sr)).T.copy())
+    result = denoise_samples(model, noisy, strength=strength, steps=steps, generator=generator, context=around)
     restored = result.samples
     out = _resample(restored.numpy().T, MODEL_SR, sr, n)
     if sr > MODEL_SR:

@@ -23,6 +23,7 @@ class TrainConfig:
     crop_frames: int = 64  # STFT frames per training crop (hop 256 at 16 kHz: 64 frames ~ 1 s)
     lr: float = 1e-3
     lr_warmup_steps: int = 200
+    lr_final_fraction: float = 0.1  # cosine decay over the wall-clock budget down to lr * this
     ema_decay: float = 0.999
     max_steps: int = 20_000
     wall_clock_minutes: float = 75.0  # total training time over all resumes; stops cleanly after it
@@ -45,6 +46,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.crop_frames >= 8, f"crop_frames must be >= 8, got {self.crop_frames}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 < self.lr_final_fraction <= 1, f"lr_final_fraction must be in (0, 1], got {self.lr_final_fraction}"),
             (0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
             (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
             (self.wall_clock_minutes > 0, f"wall_clock_minutes must be > 0, got {self.wall_clock_minutes}"),

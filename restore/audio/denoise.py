@@ -81,8 +81,13 @@ def denoise_samples(
     strength: float = 1.0,
     steps: int | None = None,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> Restored:
-    """Restore ``samples: (B, L)`` float32 at :data:`spectral.MODEL_SR` (each row on its own)."""
+    """Restore ``samples: (B, L)`` float32 at :data:`spectral.MODEL_SR` (each row on its own).
+
+    ``context: (B, Lc)``, if given, is a longer stretch around ``samples`` from which the input
+    level and the degradation are estimated, so neighbouring chunks of a stream agree on them.
+    """
     if strength < 0:
         raise ValueError(f"strength must be >= 0, got {strength}")
     steps = model.default_steps if steps is None else steps
@@ -90,8 +95,9 @@ def denoise_samples(
         raise ValueError(f"steps must be 1..1000, got {steps}")
     net, schedule = model.net, model.net.schedule
     samples = samples.float()
-    scale = spectral.level_of(samples)
-    degradation = estimate_degradation(samples, scale)
+    context = samples if context is None else context.float()
+    scale = spectral.level_of(context)
+    degradation = estimate_degradation(context, scale)
     spec = spectral.to_spec(samples, scale=scale)
     t_star = start_step(schedule, strength * model.sigma_scale * degradation.sigma)
     t_star = torch.where(degradation.snr_db.cpu() > model.clean_snr_db, torch.zeros_like(t_star), t_star)

@@ -1,7 +1,8 @@
 """Degradation estimate without a reference: noise PSD, SNR, and the model-domain noise level sigma.
 
-The noise PSD is the mean power spectrum of the quietest frames, ranked by mean log power (a
-simple form of minimum statistics, Martin 2001): speech has pauses, stationary noise fills them. From it:
+The noise PSD is minimum statistics in its simplest form (Martin 2001): per frequency bin, the
+mean of the quietest 20% of frames, divided by the share of the mean that this picks for noise
+alone (exponential power). Speech has pauses and gaps between harmonics; noise fills them. From it:
 
 - ``snr_db = 10 log10((P_total - P_noise) / P_noise)``;
 - ``sigma``: the per-component std that this noise causes in the compressed spectrogram of
@@ -35,15 +36,15 @@ class Degradation:
 
 
 def estimate_noise_psd(power: torch.Tensor, *, quiet_fraction: float = QUIET_FRACTION) -> torch.Tensor:
-    """``power: (B, F, N)`` -> noise PSD ``(B, F)``: mean over the quietest ``quiet_fraction`` of frames."""
+    """``power: (B, F, N)`` -> noise PSD ``(B, F)`` from the quietest ``quiet_fraction`` of frames per bin."""
     n_frames = power.shape[-1]
     k = max(1, round(quiet_fraction * n_frames))
-    # rank frames by mean log power: every band counts, so a few loud low bins (pink or brown
-    # noise) do not decide alone which frames look quiet
-    loudness = power.clamp(min=1e-20).log().mean(dim=1)  # (B, N)
-    quiet = loudness.topk(k, dim=-1, largest=False).indices  # (B, k)
-    picked = torch.gather(power, 2, quiet[:, None, :].expand(-1, power.shape[1], -1))
-    return picked.mean(dim=-1)
+    # per bin, the mean of its k smallest values; for noise alone (exponential power) that is
+    # bias * mean, bias = (1 - (1 - p)(1 - ln(1 - p))) / p with p = k / N (minimum statistics)
+    p = k / n_frames
+    bias = (1 - (1 - p) * (1 - math.log(1 - p))) / p if p < 1 else 1.0
+    lowest = power.topk(k, dim=-1, largest=False).values  # (B, F, k)
+    return lowest.mean(dim=-1) / bias
 
 
 def estimate_degradation(samples: torch.Tensor, scale: torch.Tensor | None = None) -> Degradation:

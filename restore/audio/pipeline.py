@@ -26,6 +26,7 @@ from restore.outputs import atomic_write, check_output_path, sidecar_path, write
 
 CHUNK_SECONDS = 4.0  # measured: per-second cost grows with chunk length (mid-block attention)
 OVERLAP_SECONDS = 0.25
+CONTEXT_SECONDS = 2.0  # level and noise are estimated on the chunk plus this much on each side
 METRIC_SECONDS = 600.0  # reference metrics use at most the first 10 minutes
 
 
@@ -101,7 +102,10 @@ def restore_audio(
 
     def process(chunk, block: np.ndarray) -> np.ndarray:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + chunk.index)
-        result = restore_block(model, block, info.sr, strength=strength, steps=steps, generator=generator)
+        margin = int(CONTEXT_SECONDS * info.sr)
+        context = io.read_block(info, max(0, chunk.start - margin), min(info.frames, chunk.stop + margin))
+        result = restore_block(model, block, info.sr, strength=strength, steps=steps, generator=generator,
+                               context=context)
         n = chunk.stop - chunk.start
         t_stars.extend(result.t_star)
         snr_before.extend((s, n) for s in result.snr_before_db)
@@ -142,6 +146,7 @@ def restore_audio(
             "band_above_model": "kept, gated by the model's 4-8 kHz gain" if info.sr > MODEL_SR else "none",
             "output_format": fmt.format, "output_subtype": fmt.subtype,
             "chunk_seconds": chunk_seconds, "overlap_seconds": OVERLAP_SECONDS, "chunks": len(chunks),
+            "estimate_context_seconds": CONTEXT_SECONDS,
             "t_star": {"min": min(t_stars), "median": float(median(t_stars)), "max": max(t_stars)},
             "reference": None if reference is None else str(reference),
         },

@@ -115,6 +115,17 @@ def make_inputs(net: UNetDenoiser, clean: torch.Tensor, noisy: torch.Tensor, cfg
     return torch.cat(rows), torch.tensor(ts), y, x0
 
 
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then a cosine from ``lr`` to ``lr * lr_final_fraction`` over the wall-clock budget.
+
+    ``progress``: the share of ``wall_clock_minutes`` used so far (the budget, not ``max_steps``,
+    ends training on this machine).
+    """
+    warm = min(1.0, (step + 1) / cfg.lr_warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.lr * warm * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * cosine)
+
+
 def edm_weight(net: UNetDenoiser, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2`` (Karras et al. 2022, eq. 8 / Table 1)."""
     sigma = expand_to(net.schedule.sigma_at(t).float(), like)
@@ -208,7 +219,7 @@ def main(config_path: Path) -> Path:
         clean, noisy = train.batch(cfg.batch_size, n_samples)
         x_t, t, cond, x0 = make_inputs(net, clean, noisy, cfg, rng, gen)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / cfg.lr_warmup_steps)
+            g["lr"] = learning_rate(cfg, state["step"], state["elapsed"] / budget)
         with autocast(x_t.device, cfg.bf16):
             x0_hat = net(x_t, t, cond)
         loss = (edm_weight(net, t, x0) * (x0_hat.float() - x0).pow(2)).mean()
