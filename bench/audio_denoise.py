@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -112,10 +113,12 @@ def whole_process_rtf(clips, steps: int, weights: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "noisy.wav", Path(tmp) / "out.wav"
         sf.write(src, audio, SR, subtype="PCM_16")
-        code = ("import sys; from restore.audio.pipeline import restore_audio; "
+        code = ("import sys; from restore.device import set_threads; set_threads(); "
+                "from restore.audio.pipeline import restore_audio; "
                 f"restore_audio(sys.argv[1], sys.argv[2], steps={steps}, progress=False, weights=sys.argv[3])")
         tick = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, str(src), str(dst), str(weights)], check=True, cwd=ROOT)
+        env = {**os.environ, "RESTORE_THREADS": str(torch.get_num_threads())}  # same threads as in process
+        subprocess.run([sys.executable, "-c", code, str(src), str(dst), str(weights)], check=True, cwd=ROOT, env=env)
         return (time.perf_counter() - tick) / (audio.size / SR)
 
 

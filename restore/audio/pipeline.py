@@ -27,6 +27,7 @@ from restore.outputs import atomic_write, check_output_path, sidecar_path, write
 CHUNK_SECONDS = 4.0  # measured: per-second cost grows with chunk length (mid-block attention)
 OVERLAP_SECONDS = 0.25
 CONTEXT_SECONDS = 2.0  # level and noise are estimated on the chunk plus this much on each side
+MARGIN_SECONDS = 0.5  # the network sees this much more on each side; the margins are cropped off
 METRIC_SECONDS = 600.0  # reference metrics use at most the first 10 minutes
 
 
@@ -104,13 +105,15 @@ def restore_audio(
         generator = torch.Generator().manual_seed(seed * 1_000_003 + chunk.index)
         margin = int(CONTEXT_SECONDS * info.sr)
         context = io.read_block(info, max(0, chunk.start - margin), min(info.frames, chunk.stop + margin))
-        result = restore_block(model, block, info.sr, strength=strength, steps=steps, generator=generator,
+        lo, hi = max(0, chunk.start - int(MARGIN_SECONDS * info.sr)), min(info.frames, chunk.stop + int(MARGIN_SECONDS * info.sr))
+        wide = io.read_block(info, lo, hi)
+        result = restore_block(model, wide, info.sr, strength=strength, steps=steps, generator=generator,
                                context=context)
         n = chunk.stop - chunk.start
         t_stars.extend(result.t_star)
         snr_before.extend((s, n) for s in result.snr_before_db)
         snr_after.extend((s, n) for s in result.snr_after_db)
-        return result.samples
+        return result.samples[chunk.start - lo : chunk.start - lo + n]
 
     def write(tmp: Path) -> None:
         nonlocal clipped
