@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .nii/.nii.gz; sidecar goes to OUTPUT.json")
     p.add_argument("--reference", type=Path, help="clean reference volume: adds PSNR/SSIM/NRMSE to the sidecar")
     p.add_argument("--sigma", type=float, help="noise sigma in the input's units (default: estimated)")
-    p.add_argument("--steps", type=int, help="reverse diffusion steps (default: 2)")
+    p.add_argument("--steps", type=int, help="reverse diffusion steps (default: 1)")
     p.add_argument("--samples", type=int, default=1, help="posterior samples to average; >1 also writes OUTPUT_std")
     p.add_argument("--strength", type=float, default=1.0, help="scale the noise level that sets t* (default 1)")
     p.add_argument("--task", default="auto", choices=["auto", "denoise", "fill"],
