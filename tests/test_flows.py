@@ -285,8 +285,6 @@ def test_real_restore_functions_on_sample_data_crops(prefect_api, tmp_path, monk
 
 def test_dask_runner_two_workers_share_the_api(prefect_api, tmp_path):
     """--runner dask: worker processes (which cannot see this process's patches) restore for real."""
-    if not MODELS["audio"].is_file():
-        pytest.skip("no audio model in models/ yet")
     import soundfile as sf
 
     src = tmp_path / "in"
