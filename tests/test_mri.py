@@ -5,8 +5,8 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import phantom, write_nifti
+
 from restore.cli import main
 from restore.metrics.image import psnr, ssim
 from restore.mri.io import load_nifti, save_nifti
@@ -162,3 +162,17 @@ def test_io_keeps_intensity_scaling(tmp_path):
     out = nib.load(tmp_path / "copy.nii")
     assert (out.dataobj.slope, out.dataobj.inter) == (0.25, 10.0)
     np.testing.assert_array_equal(out.dataobj.get_unscaled(), raw)
+
+
+def test_three_orientations_average_over_axes(tmp_path, noisy_volume, tiny_mri_model):
+    from restore.mri.denoise import denoise_orientations, denoise_volume
+    from restore.weights import load_model
+
+    noisy, _ = noisy_volume
+    data = load_nifti(noisy).data
+    model = load_model(tiny_mri_model).model
+    per_axis = [denoise_volume(data, 30.0, model, axis=a, seed=i, bf16=False).data for i, a in enumerate([2, 0, 1])]
+    averaged = denoise_orientations(data, 30.0, model, axes=[2, 0, 1], bf16=False).data
+    np.testing.assert_allclose(averaged, np.mean(per_axis, axis=0), rtol=1e-6, atol=1e-3)
+    record = restore_nifti(noisy, tmp_path / "o3.nii.gz", orientations=3, model_path=tiny_mri_model, progress=False)
+    assert record["params"]["orientations"] == 3

@@ -8,8 +8,8 @@ neighbouring slices and a mask of which of them are known. Known slices are neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

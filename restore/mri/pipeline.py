@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from restore.device import resolve_device, set_threads
 from restore.errors import InputError
-from restore.mri.denoise import denoise_volume
+from restore.mri.denoise import denoise_orientations
 from restore.mri.fill import MAX_GAP, SliceReport, detect_bad_slices, fill_slices
 from restore.mri.io import Volume, load_nifti, save_nifti
 from restore.mri.noise import estimate_rician_sigma
@@ -69,6 +68,7 @@ def restore_nifti(
     steps: int | None = None,
     samples: int = 1,
     strength: float = 1.0,
+    orientations: Literal[1, 3] = 1,
     seed: int = 0,
     device: str = "auto",
     bf16: bool | None = None,
@@ -100,6 +100,8 @@ def restore_nifti(
         raise InputError(f"--strength must be in (0, 4], got {strength}")
     if slice_axis not in (0, 1, 2):
         raise InputError(f"--slice-axis must be 0, 1 or 2, got {slice_axis}")
+    if orientations not in (1, 3):
+        raise InputError(f"--orientations must be 1 or 3, got {orientations}")
     if task not in ("auto", "denoise", "fill"):
         raise InputError(f"--task must be auto, denoise or fill, got {task!r}")
     check_output_path(input_path, output_path, overwrite=overwrite)
@@ -117,7 +119,8 @@ def restore_nifti(
     parts, stds, fills, per_volume = [], [], [], []
     vols = _volumes(volume.data)
     refs = _volumes(ref) if ref is not None else [None] * len(vols)
-    bar = tqdm(total=len(vols) * n_slices, desc=f"restore {input_path.name}", unit="slice",
+    per_volume_slices = n_slices if orientations == 1 or task == "fill" else sum(volume.data.shape[:3])
+    bar = tqdm(total=len(vols) * per_volume_slices, desc=f"restore {input_path.name}", unit="slice",
                disable=not progress, leave=False)
     for v, data in enumerate(vols):
         report = SliceReport(axis=slice_axis)
@@ -140,8 +143,9 @@ def restore_nifti(
         res = None
         out = data
         if task != "fill":
-            res = denoise_volume(data, s, loaded.model, steps=steps, samples=samples, seed=seed + v,
-                                 axis=slice_axis, bf16=use_bf16, strength=strength, on_batch=bar.update)
+            axes = [slice_axis] + ([a for a in range(3) if a != slice_axis] if orientations == 3 else [])
+            res = denoise_orientations(data, s, loaded.model, axes=axes, steps=steps, samples=samples,
+                                       seed=seed + 10 * v, bf16=use_bf16, strength=strength, on_batch=bar.update)
             non_negative = np.compress(known, vols[v], axis=slice_axis).min() >= 0
             out = np.maximum(res.data, 0) if non_negative else res.data  # magnitudes stay >= 0
         else:
@@ -178,7 +182,8 @@ def restore_nifti(
         "model": {"name": loaded.card.get("name", "mri_denoise"), "version": loaded.version,
                   **({"fill_version": cached_model(str(fill_model_path or DEFAULT_FILL_MODEL), str(dev)).version}
                      if filled_mask.any() else {})},
-        "params": {"sigma": sigma, "steps": steps, "samples": samples, "strength": strength, "seed": seed,
+        "params": {"sigma": sigma, "steps": steps, "samples": samples, "strength": strength,
+                   "orientations": orientations, "seed": seed,
                    "slice_axis": slice_axis, "task": task, "missing_slices": missing_slices, "bf16": use_bf16, "dtype": dtype or str(volume.on_disk_dtype)},
         "metrics": per_volume[0] if len(per_volume) == 1 else {"volumes": per_volume},
         "timing": {"seconds": round(time.monotonic() - started, 2), "device": str(dev)},
@@ -230,8 +235,8 @@ def summary_lines(record: dict) -> list[str]:
     m = record["metrics"] if "volumes" not in record["metrics"] else record["metrics"]["volumes"][0]
     lines = [
         f"wrote {record['output']} ({record['timing']['seconds']:.1f} s, model {record['model']['version']})",
-        f"noise sigma {m['sigma_before']:.4g} ({m['sigma_before_pct_p99']:.2f}% of p99) -> {m['sigma_after']:.4g};"
-        f" t* = {m['t_star']}, {m['steps_run']} reverse steps",
+        (f"noise sigma {m['sigma_before']:.4g} ({m['sigma_before_pct_p99']:.2f}% of p99) -> {m['sigma_after']:.4g};"
+         f" t* = {m['t_star']}, {m['steps_run']} reverse steps"),
         f"SNR {m['snr_before']:.1f} -> {m['snr_after']:.1f}; structure left in the residual {m['residual_structure']:.3f}",
     ]
     if "reference" in m:

@@ -66,7 +66,7 @@ class TrainConfig:
     model: dict
 
     @classmethod
-    def from_yaml(cls, path: Path) -> "TrainConfig":
+    def from_yaml(cls, path: Path) -> TrainConfig:
         try:
             raw = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as e:
