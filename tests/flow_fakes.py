@@ -77,6 +77,22 @@ def use_fake() -> None:
     batch.current_model_version = lambda kind, options: MODEL["version"]
 
 
+def patch_fake(monkeypatch) -> list[str]:
+    """``use_fake`` for one test (undone by pytest's monkeypatch); returns the names of the files the
+    fake is called with, in order."""
+    from restore import batch
+
+    calls: list[str] = []
+
+    def restore(input_path, output_path, **kw):
+        calls.append(Path(input_path).name)
+        return fake_restore_file(input_path, output_path, **kw)
+
+    monkeypatch.setattr(api, "restore_file", restore)
+    monkeypatch.setattr(batch, "current_model_version", lambda kind, options: MODEL["version"])
+    return calls
+
+
 if __name__ == "__main__":  # `python tests/flow_fakes.py batch IN -o OUT ...`: the CLI on the fake
     import sys
 

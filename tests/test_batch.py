@@ -13,22 +13,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import flow_fakes
 
-from restore import api, batch
+from restore import batch
 from restore.errors import InputError
 
 
 @pytest.fixture
 def fake_restore(monkeypatch):
     """The fake restore function, with the model version its sidecars record, and a call log."""
-    calls = []
-
-    def restore(input_path, output_path, **kw):
-        calls.append(Path(input_path).name)
-        return flow_fakes.fake_restore_file(input_path, output_path, **kw)
-
-    monkeypatch.setattr(api, "restore_file", restore)
-    monkeypatch.setattr(batch, "current_model_version", lambda kind, options: flow_fakes.MODEL["version"])
-    return calls
+    return flow_fakes.patch_fake(monkeypatch)
 
 
 @pytest.fixture

@@ -42,15 +42,7 @@ def prefect_api() -> str:
 @pytest.fixture
 def calls(monkeypatch) -> list[str]:
     """The fake restore function in this process; returns the names it was called with, in order."""
-    log: list[str] = []
-
-    def restore(input_path, output_path, **kw):
-        log.append(Path(input_path).name)
-        return flow_fakes.fake_restore_file(input_path, output_path, **kw)
-
-    monkeypatch.setattr(api, "restore_file", restore)
-    monkeypatch.setattr(batch, "current_model_version", lambda kind, options: flow_fakes.MODEL["version"])
-    return log
+    return flow_fakes.patch_fake(monkeypatch)
 
 
 @pytest.fixture
