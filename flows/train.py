@@ -1,7 +1,7 @@
 """Flow ``train``: prepare data -> train (resumable, evaluates on held-out data) -> publish the model card.
 
 Each step is a library call: ``restore.audio.data.prepare`` (audio only: MRI training reads its
-volumes from installed packages itself), ``restore.<modality>.train.main(config_path)`` (trains or
+volumes from installed packages itself), ``restore.training_cli.trainer(modality).main(config_path)`` (trains or
 resumes, validates, writes weights + model card, returns the weights path) and the card written
 beside the weights (:func:`restore.weights.card_path`), shown as a Prefect markdown artifact.
 """
@@ -17,21 +17,20 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from restore.training_cli import trainer
 from restore.weights import card_path
 
 
 def training_module(modality: str):
-    if modality not in ("mri", "audio"):
-        raise ValueError(f"modality must be mri or audio, got {modality!r}")
-    return importlib.import_module(f"restore.{modality}.train")
+    return trainer(modality)
 
 
 @task(name="prepare-training-data", cache_policy=NO_CACHE)
 def prepare_data(modality: str, config_path: str) -> str | None:
     """Audio: decode the installed speech and noise packages into the config's ``data_dir`` once."""
-    if modality != "audio":
+    if not modality.startswith("audio"):
         return None
-    data_dir = Path(training_module("audio").load_config(Path(config_path)).data_dir)
+    data_dir = Path(training_module(modality).load_config(Path(config_path)).data_dir)
     if (data_dir / "manifest.json").is_file():
         return str(data_dir)
     return str(importlib.import_module("restore.audio.data").prepare(data_dir.parent))
@@ -55,7 +54,7 @@ def publish_card(modality: str, weights: str) -> dict:
 
 
 @flow(name="train")
-def train(modality: Literal["mri", "audio"], config_path: str) -> dict:
+def train(modality: Literal["mri", "audio", "audio-inpaint"], config_path: str) -> dict:
     """Train the ``modality`` model from ``config_path`` (configs/*.yaml); returns its model card."""
     prepare_data(modality, config_path)
     weights = train_model(modality, config_path)

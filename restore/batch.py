@@ -224,10 +224,11 @@ def _request(item: BatchItem) -> dict:
 
 # modality -> (restore option naming the weights, module holding the default, its attribute)
 MODEL_WEIGHTS = {"mri": ("model_path", "restore.mri.pipeline", "DEFAULT_MODEL"),
-                 "audio": ("weights", "restore.audio.denoise", "DEFAULT_WEIGHTS")}
+                 "audio": ("weights", "restore.audio.denoise", "DEFAULT_WEIGHTS"),
+                 "audio-inpaint": ("inpaint_weights", "restore.audio.inpaint", "DEFAULT_WEIGHTS")}
 
 
-def current_model_version(kind: api.Kind, options: dict) -> str | None:
+def current_model_version(kind: str, options: dict) -> str | None:
     """``version`` from the model card of the weights the restore function would load now
     (the ``model_path``/``weights`` option, else the modality's default); None without a card."""
     import importlib
@@ -264,6 +265,11 @@ def up_to_date(item: BatchItem) -> tuple[bool, str]:
     version = current_model_version(item.kind, item.options)
     if version is not None and str(record.get("model", {}).get("version")) != version:
         return False, "model version changed"
+    inpaint = record.get("inpaint_model") or {}
+    if inpaint.get("name") == "audio_inpaint":
+        now = current_model_version("audio-inpaint", item.options)
+        if now is not None and str(inpaint.get("version")) != now:
+            return False, "inpainting model version changed"
     return True, "up to date"
 
 

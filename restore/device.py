@@ -33,3 +33,14 @@ def set_threads(n: int | None = None) -> None:
     """Use ``n`` intra-op threads (default: all cores, or ``RESTORE_THREADS``)."""
     n = n or int(os.environ.get("RESTORE_THREADS", "0")) or os.cpu_count() or 1
     torch.set_num_threads(n)
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Limit numpy/scipy BLAS and LAPACK to one thread inside the block.
+
+    The AR solves (:mod:`restore.audio.ar`) are many small banded systems: OpenBLAS threads only
+    spin there, and next to torch's threads they slowed a training step 10x on this 2-core machine.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")

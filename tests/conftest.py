@@ -58,3 +58,14 @@ def noisy_volume(tmp_path) -> tuple[Path, Path]:
     clean = phantom()
     noisy = add_rician_noise(clean, 30.0, np.random.default_rng(0))
     return write_nifti(tmp_path / "noisy.nii.gz", noisy), write_nifti(tmp_path / "clean.nii.gz", clean)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_model(tmp_path_factory) -> Path:
+    """Random weights with the shipped audio inpainting model's interface (AR guess + missing share)."""
+    torch.manual_seed(2)
+    cfg = UNetConfig(data_channels=2, cond_channels=3, channels=(8, 8), attention_levels=(False, False),
+                     norm_num_groups=4, num_head_channels=8, extra={"fill_sigma": 0.3, "inference_steps": 1})
+    path = tmp_path_factory.mktemp("model") / "tiny_inpaint.safetensors"
+    save_model(UNetDenoiser(cfg).eval(), path, {"name": "audio_inpaint", "version": "test"})
+    return path

@@ -70,7 +70,7 @@ def _bad_inputs(tmp: Path) -> dict:
         "unreadable": (tmp / "garbage.wav", tmp / "o1.wav", {}),
         "empty": (tmp / "empty.wav", tmp / "o2.wav", {}),
         "all-silent": (tmp / "silent.wav", tmp / "o3.wav", {}),
-        "nan": (tmp / "nan.wav", tmp / "o4.wav", {}),
+        "nan, denoise only": (tmp / "nan.wav", tmp / "o4.wav", {"task": "denoise"}),
         "unsupported input": (tmp / "notes.txt", tmp / "o5.wav", {}),
         "unsupported output": (tmp / "ok.wav", tmp / "o6.xyz", {}),
         "output is input": (tmp / "ok.wav", tmp / "ok.wav", {}),
@@ -114,11 +114,14 @@ def test_chunked_restore_matches_one_piece(tmp_path):
 
 
 def test_clean_input_comes_out_nearly_unchanged(tmp_path):
-    record = restore_audio(CLEAN, tmp_path / "out.wav", progress=False)
-    out, _ = sf.read(tmp_path / "out.wav")
-    clean, _ = sf.read(CLEAN)
-    assert record["params"]["t_star"]["max"] <= 50  # near the start of a 1000-step schedule
-    assert si_sdr(clean, out) > 20.0
+    for task in ("auto", "denoise"):
+        record = restore_audio(CLEAN, tmp_path / f"{task}.wav", task=task, progress=False)
+        out, _ = sf.read(tmp_path / f"{task}.wav")
+        clean, _ = sf.read(CLEAN)
+        if record["params"]["denoised"]:
+            assert record["params"]["t_star"]["max"] <= 50  # near the start of a 1000-step schedule
+        assert si_sdr(clean, out) > 20.0
+    assert record["params"]["denoised"]  # --task denoise always runs the denoiser
 
 
 def test_denoises_held_out_sample_and_writes_sidecar(tmp_path):

@@ -64,17 +64,70 @@ class TrainConfig:
                 raise ValueError(f"audio training config: {message}")
 
 
-def load_config(path: Path) -> TrainConfig:
-    """Read YAML into :class:`TrainConfig`; unknown keys are an error."""
+@dataclass(frozen=True)
+class InpaintConfig:
+    """``configs/audio_inpaint.yaml``: the gap-filling / declipping model (:mod:`restore.audio.train_inpaint`)."""
+
+    data_dir: str = "data/audio"
+    run_dir: str = "runs/audio_inpaint"
+    weights: str = "models/audio_inpaint.safetensors"
+    version: str = "0.1.0"
+    seed: int = 0
+    threads: int = 2
+    bf16: bool = True
+    batch_size: int = 8
+    crop_frames: int = 64
+    lr: float = 1e-3
+    lr_warmup_steps: int = 200
+    lr_final_fraction: float = 0.1
+    ema_decay: float = 0.995
+    max_steps: int = 20_000
+    wall_clock_minutes: float = 60.0
+    music_prob: float = 0.5  # share of crops from music (the rest speech)
+    clip_prob: float = 0.25  # share of crops that are clipped instead of gapped
+    noise_prob: float = 0.3  # share of crops with background noise under the signal (filled as it is)
+    gap_ms: tuple[float, float] = (5.0, 400.0)  # gap lengths, log-uniform
+    max_gaps: int = 2
+    clip_fraction: tuple[float, float] = (0.15, 0.8)  # clip level as a share of the crop's peak
+    fill_sigma_range: tuple[float, float] = (0.05, 1.0)  # start noise levels seen in training, log-uniform
+    observation_prob: float = 0.7
+    gap_loss_weight: float = 9.0  # extra loss weight on frames with missing samples
+    checkpoint_every: int = 200
+    val_every: int = 500
+    val_clips: int = 16
+    inference_steps: int = 1  # card defaults, chosen on the validation split
+    fill_sigma: float = 0.3
+    model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.crop_frames >= 16, "crop_frames must be >= 16"),
+            (0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
+            (0 < self.gap_ms[0] < self.gap_ms[1], "gap_ms must be (low, high) with 0 < low < high"),
+            (0 < self.clip_fraction[0] < self.clip_fraction[1] < 1, "clip_fraction must be within (0, 1)"),
+            (0 < self.fill_sigma_range[0] < self.fill_sigma_range[1], "fill_sigma_range must be increasing"),
+            (self.model.data_channels == 2 and self.model.cond_channels == 3,
+             "model needs data_channels = 2 (real/imag STFT) and cond_channels = 3 (+ missing share)"),
+            (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"audio inpainting config: {message}")
+
+
+def load_config(path: Path, kind: type = TrainConfig):
+    """Read YAML into ``kind`` (:class:`TrainConfig` or :class:`InpaintConfig`); unknown keys are an error."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(raw, dict):
         raise TypeError(f"{path}: expected a mapping at the top level")
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(kind)}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(known)})")
     if "model" in raw:
         raw["model"] = UNetConfig.from_dict(raw["model"])
-    if "sigma_jitter" in raw:
-        raw["sigma_jitter"] = tuple(raw["sigma_jitter"])
-    return TrainConfig(**raw)
+    for key in ("sigma_jitter", "gap_ms", "clip_fraction", "fill_sigma_range"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    return kind(**raw)

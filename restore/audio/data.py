@@ -10,10 +10,13 @@ Sources (see ``sample_data/LICENSES.md`` for licences):
 
 - speech: ``asterisk-core-sounds-{en,es,fr,ru}-g722`` (16 kHz G.722 prompts, decoded with ffmpeg) and
   ``fillets-ng-data-{cs,nl}`` voice acting (22.05 kHz Vorbis, resampled with soxr);
-- noise: ``megaglest-data`` ambiences, ``lincity-ng-data`` city/industry sounds, fillets-ng effects.
+- noise: ``megaglest-data`` ambiences, ``lincity-ng-data`` city/industry sounds, fillets-ng effects;
+- music (for the gap-filling model, :mod:`restore.audio.inpaint`): ``wesnoth-1.16-music`` and the
+  fillets-ng soundtrack (``fillets-ng-data``), written as ``{train,val}_music.npy``.
 
 Held out for validation and the benchmark: the Russian Asterisk speaker (one speaker and language)
-and the noises in :data:`VAL_NOISES` (two forest tilesets, industry and traffic, two bubble effects).
+and the noises in :data:`VAL_NOISES` (two forest tilesets, industry and traffic, two bubble effects),
+and the music tracks in :data:`VAL_MUSIC`.
 """
 
 from __future__ import annotations
@@ -35,11 +38,16 @@ ASTERISK = Path("/usr/share/asterisk/sounds")
 FILLETS = Path("/usr/share/games/fillets-ng/sound")
 MEGAGLEST = Path("/usr/share/games/megaglest/tilesets")
 LINCITY = Path("/usr/share/games/lincity-ng/sounds")
+WESNOTH_MUSIC = Path("/usr/share/games/wesnoth/1.16/data/core/music")
+FILLETS_MUSIC = Path("/usr/share/games/fillets-ng/music")
 
 TRAIN_LANGS = ("en", "es", "fr")
 VAL_LANG = "ru"
 # substrings of a noise file's path that put it in the validation split
 VAL_NOISES = ("tilesets/autumn/", "tilesets/dark_forest/", "/Industry", "/Trafic", "sp-bubles_04", "sp-bubles_05")
+# music tracks held out for validation and bench/audio_gaps.py (file names)
+VAL_MUSIC = ("battle-epic.ogg", "elvish-theme.ogg", "heroes_rite.ogg", "knolls.ogg", "revelation.ogg",
+             "the_city_falls.ogg", "kufrik.ogg", "rybky05.ogg")
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,11 @@ def find_sources() -> dict[str, list[Source]]:
         _require("lincity-ng-data", list(LINCITY.glob("*.wav")), LINCITY),
         _require("fillets-ng-data", list(FILLETS.glob("share/sp-*.ogg")), FILLETS / "share"),
     ]
-    return {"speech_train": speech_train, "speech_val": speech_val, "noise": noise}
+    music = [
+        _require("wesnoth-1.16-music", list(WESNOTH_MUSIC.glob("*.ogg")), WESNOTH_MUSIC),
+        _require("fillets-ng-data", list(FILLETS_MUSIC.glob("*.ogg")), FILLETS_MUSIC),
+    ]
+    return {"speech_train": speech_train, "speech_val": speech_val, "noise": noise, "music": music}
 
 
 def _decode(path: Path, tmp: Path) -> np.ndarray:
@@ -117,6 +129,8 @@ def prepare(out_dir: Path) -> Path:
     sources = find_sources()
     noise_train = [Source(s.package, [f for f in s.files if not any(k in str(f) for k in VAL_NOISES)]) for s in sources["noise"]]
     noise_val = [Source(s.package, [f for f in s.files if any(k in str(f) for k in VAL_NOISES)]) for s in sources["noise"]]
+    music_train = [Source(s.package, [f for f in s.files if f.name not in VAL_MUSIC]) for s in sources["music"]]
+    music_val = [Source(s.package, [f for f in s.files if f.name in VAL_MUSIC]) for s in sources["music"]]
     folder = Path(out_dir) / "audio"
     folder.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"sr": SR, "val_language": VAL_LANG, "val_noises": list(VAL_NOISES), "splits": {}}
@@ -126,6 +140,8 @@ def prepare(out_dir: Path) -> Path:
             ("val_speech", sources["speech_val"], 0.5),
             ("train_noise", noise_train, 0.2),
             ("val_noise", noise_val, 0.2),
+            ("train_music", music_train, 2.0),
+            ("val_music", music_val, 2.0),
         ]:
             audio, index = _collect(srcs, Path(tmp), min_seconds=min_s)
             np.save(folder / f"{name}.npy", audio, allow_pickle=False)

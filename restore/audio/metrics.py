@@ -80,3 +80,27 @@ def reference_metrics(reference: np.ndarray, estimate: np.ndarray, sr: int) -> d
         "estoi": estoi(reference, estimate, sr),
         "lsd_db": lsd(reference, estimate, sr),
     }
+
+
+def gap_snr(reference: np.ndarray, estimate: np.ndarray, start: int, stop: int) -> float:
+    """SNR in dB of ``estimate`` over the samples ``[start, stop)`` (a filled gap)."""
+    ref = np.asarray(reference[start:stop], np.float64)
+    err = ref - np.asarray(estimate[start:stop], np.float64)
+    return float(10 * np.log10(max(np.dot(ref, ref), 1e-20) / max(np.dot(err, err), 1e-20)))
+
+
+def gap_lsd(reference: np.ndarray, estimate: np.ndarray, start: int, stop: int, sr: int) -> float:
+    """LSD in dB over the STFT frames whose window overlaps ``[start, stop)`` (32 ms Hann, hop 1/4)."""
+    n_fft = 2 ** int(np.ceil(np.log2(0.032 * sr)))
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+
+    def log_power(a: np.ndarray) -> torch.Tensor:
+        X = torch.stft(torch.as_tensor(np.asarray(a, np.float64)), n_fft, hop, window=window, return_complex=True)
+        return torch.log10(X.abs().pow(2) + 1e-10)
+
+    ref, est = log_power(reference), log_power(estimate)
+    centres = np.arange(ref.shape[1]) * hop  # centred frames
+    frames = np.flatnonzero((centres + n_fft // 2 > start) & (centres - n_fft // 2 < stop))
+    diff = (ref - est)[:, frames]
+    return float((10 * diff).pow(2).mean(dim=0).sqrt().mean())

@@ -1,7 +1,14 @@
 """Restore one audio file end to end:
 
-    load (probe + scan) -> per chunk: estimate degradation -> t* -> start from the observation
-        -> conditional DDIM steps -> crossfade -> write (atomic) -> metrics -> sidecar
+    load (probe + scan) -> detect gaps / NaN runs / clipped runs (+ --gaps) -> fill them (inpaint model)
+        -> if denoising: per chunk: estimate degradation -> t* -> start from the observation
+           -> conditional DDIM steps -> crossfade
+        -> write (atomic) -> metrics -> sidecar
+
+``task``: ``fill`` and ``declip`` change only the samples inside the regions they list (every
+other sample is copied from the input); ``denoise`` only denoises; ``auto`` (default) fills and
+declips whatever it detects and denoises when the file's estimated SNR is below the denoiser's
+clean threshold.
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ import torch
 from tqdm import tqdm
 
 from restore.api import sha256_of
-from restore.audio import io
+from restore.audio import gaps, io, repair
 from restore.audio.bands import MODEL_SR, restore_block
-from restore.audio.denoise import DEFAULT_WEIGHTS, MODEL_NAME, load_audio_model
+from restore.audio.denoise import DEFAULT_WEIGHTS, MODEL_NAME, AudioModel, load_audio_model
+from restore.audio.estimate import estimate_degradation
+from restore.audio.inpaint import DEFAULT_WEIGHTS as INPAINT_WEIGHTS
+from restore.audio.inpaint import MODEL_NAME as INPAINT_NAME
+from restore.audio.inpaint import load_inpaint_model
 from restore.audio.metrics import reference_metrics
 from restore.audio.stream import plan_chunks, stream_chunks
 from restore.device import resolve_device
@@ -29,6 +40,9 @@ OVERLAP_SECONDS = 0.25
 CONTEXT_SECONDS = 2.0  # level and noise are estimated on the chunk plus this much on each side
 MARGIN_SECONDS = 0.5  # the network sees this much more on each side; the margins are cropped off
 METRIC_SECONDS = 600.0  # reference metrics use at most the first 10 minutes
+TASKS = ("auto", "denoise", "fill", "declip")
+PROBE_BLOCKS = 8  # auto: blocks spread over the file whose estimated SNR decides on denoising
+MAX_LISTED_REGIONS = 1000  # the sidecar lists at most this many regions (and counts them all)
 
 
 def _check_options(strength: float, steps: int | None, chunk_seconds: float) -> None:
@@ -64,11 +78,30 @@ def _metrics_against(reference: Path, noisy: Path, restored: Path, sr: int) -> d
     return result
 
 
+def _needs_denoising(info: io.AudioInfo, read, model: AudioModel) -> tuple[bool, float]:
+    """Median estimated SNR of up to :data:`PROBE_BLOCKS` blocks spread over the file, below the clean threshold?"""
+    n = min(info.frames, int(CHUNK_SECONDS * info.sr))
+    starts = np.unique(np.linspace(0, info.frames - n, PROBE_BLOCKS).astype(int))
+    snrs = []
+    for start in starts:
+        block = read(start, start + n)
+        low = torch.from_numpy(np.ascontiguousarray(block.T))
+        if info.sr != MODEL_SR:
+            import soxr
+
+            low = torch.from_numpy(np.ascontiguousarray(soxr.resample(block, info.sr, MODEL_SR).T))
+        snrs.extend(float(v) for v in estimate_degradation(low.float()).snr_db)
+    snr = float(median(snrs))
+    return snr < model.clean_snr_db, snr
+
+
 def restore_audio(
     input_path: Path | str,
     output_path: Path | str,
     *,
     reference: Path | str | None = None,
+    task: str = "auto",
+    gaps_marked: str | list[tuple[float, float]] | None = None,
     strength: float = 1.0,
     steps: int | None = None,
     seed: int = 0,
@@ -77,23 +110,51 @@ def restore_audio(
     progress: bool = True,
     chunk_seconds: float = CHUNK_SECONDS,
     weights: Path | str = DEFAULT_WEIGHTS,
+    inpaint_weights: Path | str | None = None,
+    ar_only: bool = False,
 ) -> dict:
-    """Denoise ``input_path`` into ``output_path`` (+ JSON sidecar) and return the sidecar record.
+    """Restore ``input_path`` into ``output_path`` (+ JSON sidecar) and return the sidecar record.
 
-    ``strength`` scales the estimated noise level before it picks t* (0 leaves the input as is);
-    ``steps`` defaults to the model card's choice. Bad input raises InputError before any write.
+    ``task``: auto | denoise | fill | declip (module docstring). ``gaps_marked``: extra gaps in
+    seconds, as ``"1.20-1.35,4.00-4.10"`` or pairs. ``strength`` scales the estimated noise level
+    before it picks t* (0 leaves the input as is); ``steps`` defaults to the model card's choice.
+    ``inpaint_weights`` defaults to the shipped gap-filling model; ``ar_only`` fills with the AR
+    interpolation alone (the classical baseline). Bad input raises InputError before any write.
     """
     tick = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
+    if task not in TASKS:
+        raise InputError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     _check_options(strength, steps, chunk_seconds)
+    marked = gaps.parse_gaps(gaps_marked) if isinstance(gaps_marked, str) else gaps_marked
+    if marked and task not in ("auto", "fill"):
+        raise InputError(f"--gaps needs --task auto or fill (got --task {task})")
     check_output_path(input_path, output_path, overwrite=overwrite)
     info = io.load_info(input_path)
     fmt = io.output_format(info, output_path)
     if reference is not None:
         _check_reference(Path(reference), info)
-    io.scan_samples(info)
-    model = load_audio_model(Path(weights), device=resolve_device(device))
-    steps_used = model.default_steps if steps is None else steps
+    found = repair.scan(info)
+    regions = repair.detect(info, found, task=task, marked=marked)
+    dev = resolve_device(device)
+    fills = repair.Fills()
+    inpainter = None
+    if regions:
+        if not ar_only:
+            inpainter = load_inpaint_model(Path(inpaint_weights or INPAINT_WEIGHTS), device=dev)
+        fills = repair.fill_regions(info, regions, inpainter, seed=seed, steps=None, progress=progress)
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        return fills.patch(io.read_block(info, lo, hi), lo)
+
+    model = load_audio_model(Path(weights), device=dev)
+    denoise, snr_probe = (task == "denoise", None)
+    if task == "auto":
+        denoise, snr_probe = _needs_denoising(info, read, model)
+    steps_used = (model.default_steps if steps is None else steps) if denoise else None
+    # a declipped peak above full scale cannot be stored in fixed point: scale the whole output down
+    bounded = fmt.is_integer or fmt.format in ("OGG", "MP3")
+    gain = min(1.0, 0.999 / fills.peak()) if bounded and fills.peak() > 1.0 else 1.0
 
     chunks = plan_chunks(info.frames, int(chunk_seconds * info.sr), int(OVERLAP_SECONDS * info.sr))
     t_stars: list[int] = []
@@ -102,55 +163,77 @@ def restore_audio(
     clipped = 0
 
     def process(chunk, block: np.ndarray) -> np.ndarray:
+        if not denoise:
+            return block * gain if gain != 1.0 else block
         generator = torch.Generator().manual_seed(seed * 1_000_003 + chunk.index)
         margin = int(CONTEXT_SECONDS * info.sr)
-        context = io.read_block(info, max(0, chunk.start - margin), min(info.frames, chunk.stop + margin))
+        context = read(max(0, chunk.start - margin), min(info.frames, chunk.stop + margin))
         lo, hi = max(0, chunk.start - int(MARGIN_SECONDS * info.sr)), min(info.frames, chunk.stop + int(MARGIN_SECONDS * info.sr))
-        wide = io.read_block(info, lo, hi)
+        wide = read(lo, hi)
         result = restore_block(model, wide, info.sr, strength=strength, steps=steps, generator=generator,
                                context=context)
         n = chunk.stop - chunk.start
         t_stars.extend(result.t_star)
         snr_before.extend((s, n) for s in result.snr_before_db)
         snr_after.extend((s, n) for s in result.snr_after_db)
-        return result.samples[chunk.start - lo : chunk.start - lo + n]
+        out = result.samples[chunk.start - lo : chunk.start - lo + n]
+        return out * gain if gain != 1.0 else out
 
     def write(tmp: Path) -> None:
         nonlocal clipped
-        bar = tqdm(total=len(chunks), unit="chunk", desc=f"restore {input_path.name}", disable=not progress)
+        bar = tqdm(total=len(chunks), unit="chunk", desc=f"restore {input_path.name}",
+                   disable=not progress or not denoise)
         with io.AudioWriter(tmp, info.sr, info.channels, fmt) as writer:
-            for block in stream_chunks(chunks, lambda c: io.read_block(info, c.start, c.stop), process):
+            for block in stream_chunks(chunks, lambda c: read(c.start, c.stop), process):
                 writer.write(block)
                 bar.update(1)
             clipped = writer.clipped
         bar.close()
 
-    atomic_write(output_path, write)
+    if denoise:
+        atomic_write(output_path, write)
+    else:  # no crossfades: every sample outside the regions is copied as read
+        chunks = plan_chunks(info.frames, int(chunk_seconds * info.sr), 0)
+        atomic_write(output_path, write)
 
     def weighted(pairs: list[tuple[float, int]]) -> float:
         return float(np.average([p[0] for p in pairs], weights=[p[1] for p in pairs]))
 
-    metrics: dict = {
-        "estimated_snr_db_before": weighted(snr_before),
-        "estimated_snr_db_after": weighted(snr_after),
-        "clipped_samples": clipped,
-    }
+    metrics: dict = {"clipped_samples": clipped}
+    if denoise:
+        metrics |= {"estimated_snr_db_before": weighted(snr_before), "estimated_snr_db_after": weighted(snr_after)}
+    elif snr_probe is not None:
+        metrics["estimated_snr_db"] = snr_probe
     if reference is not None:
         metrics["reference"] = _metrics_against(Path(reference), input_path, output_path, info.sr)
+    counts = {k: sum(1 for r in regions if r.kind == k) for k in ("dropout", "nan", "marked", "clipped")}
+    listed = [r.record(info.sr) for r in regions[:MAX_LISTED_REGIONS]]
     record = {
         "kind": "audio",
         "input": {"path": str(input_path), "sha256": sha256_of(input_path), "sr": info.sr, "channels": info.channels,
                   "format": info.format, "subtype": info.subtype, "seconds": info.seconds},
         "output": str(output_path),
-        "model": {"name": MODEL_NAME, "version": model.version},
+        "model": {"name": MODEL_NAME, "version": model.version, "used": denoise},
+        "inpaint_model": ({"name": INPAINT_NAME, "version": inpainter.version} if inpainter else
+                          {"name": "lsar", "version": "janssen-ar"}) if regions else None,
+        "regions": {
+            "counts": counts,
+            "low_confidence": sum(1 for r in listed if r["confidence"] == "low"),
+            "filled_seconds": sum(r.stop - r.start for r in regions) / info.sr,
+            "listed": listed,
+            "truncated": len(regions) > MAX_LISTED_REGIONS,
+        },
         "params": {
-            "strength": strength, "steps": steps_used, "seed": seed, "device": str(resolve_device(device)),
-            "bf16": model.bf16, "model_sr": MODEL_SR, "resampled": info.sr != MODEL_SR,
-            "band_above_model": "kept, gated by the model's 4-8 kHz gain" if info.sr > MODEL_SR else "none",
-            "output_format": fmt.format, "output_subtype": fmt.subtype,
-            "chunk_seconds": chunk_seconds, "overlap_seconds": OVERLAP_SECONDS, "chunks": len(chunks),
-            "estimate_context_seconds": CONTEXT_SECONDS,
-            "t_star": {"min": min(t_stars), "median": float(median(t_stars)), "max": max(t_stars)},
+            "task": task, "denoised": denoise, "gaps": [list(g) for g in marked] if marked else None,
+            "strength": strength, "steps": steps_used, "seed": seed, "device": str(dev),
+            "bf16": model.bf16 if denoise else (inpainter.bf16 if inpainter else False),
+            "model_sr": MODEL_SR, "resampled": info.sr != MODEL_SR and (denoise or bool(regions)),
+            "band_above_model": ("kept, gated by the model's 4-8 kHz gain" if denoise else "AR fill in gaps")
+            if info.sr > MODEL_SR else "none",
+            "output_format": fmt.format, "output_subtype": fmt.subtype, "output_gain": gain,
+            "chunk_seconds": chunk_seconds, "overlap_seconds": OVERLAP_SECONDS if denoise else 0.0,
+            "chunks": len(chunks), "estimate_context_seconds": CONTEXT_SECONDS,
+            "t_star": {"min": min(t_stars), "median": float(median(t_stars)), "max": max(t_stars)} if t_stars else None,
             "reference": None if reference is None else str(reference),
         },
         "metrics": metrics,
@@ -158,4 +241,3 @@ def restore_audio(
     }
     write_sidecar(sidecar_path(output_path), record)
     return record
-

@@ -1,0 +1,164 @@
+"""Fill gaps and clipped runs with a conditional STFT diffusion model that refines an AR first guess.
+
+    samples, known mask -> LSAR interpolation (Janssen; constrained for clipping) = y
+        -> cond = [spec(y) real, imag, missing share per frame]
+        -> x_t* = start_from_observation(spec(y)) at the card's fill sigma
+        -> DDIM steps conditioned on cond -> refined samples
+        -> output = y + taper * (refined - y) inside the unknown runs, the input everywhere else
+
+The AR guess is exact on the known samples and continuous at the gap edges; the network adds
+what AR cannot extrapolate (energy and harmonics deep inside longer gaps). The refinement fades in
+over :data:`TAPER_SECONDS` from each edge so the joins stay smooth, and every known sample is
+copied from the input bit for bit. For clipped runs the result is projected on ``|x| >= level``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+from scipy.ndimage import distance_transform_edt
+
+from restore.audio import ar, spectral
+from restore.device import autocast
+from restore.diffusion import sample_ddim, start_from_observation
+from restore.nets.unet import UNetDenoiser
+from restore.weights import load_model
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "audio_inpaint.safetensors"
+MODEL_NAME = "audio_inpaint"
+TAPER_SECONDS = 0.002
+GAP_AR_ORDER = 128
+GAP_AR_ITERATIONS = 2
+DECLIP_AR_ORDER = 32  # declipping has many unknowns; a lower order keeps the first guess fast
+DECLIP_PASSES = 3
+DECLIP_AR_ITERATIONS = 3  # the first fit (known samples only) is poor between clipped runs: re-fit
+
+
+@dataclass(frozen=True)
+class InpaintModel:
+    net: UNetDenoiser
+    version: str
+    default_steps: int
+    bf16: bool
+    fill_sigma: float  # noise level (model units) the reverse process starts from, from the card
+
+
+def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
+                       bf16: bool | None = None) -> InpaintModel:
+    loaded = load_model(Path(weights), device=device)
+    extra = loaded.model.config.extra
+    return InpaintModel(
+        net=loaded.model,
+        version=loaded.version,
+        default_steps=int(extra.get("inference_steps", 1)),
+        bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
+        fill_sigma=float(extra.get("fill_sigma", 0.3)),
+    )
+
+
+def first_guess(samples: np.ndarray, known: np.ndarray, clipped: bool) -> np.ndarray:
+    """The AR guess of one row: Janssen LSAR for gaps, constrained LSAR for clipped runs (float64)."""
+    if clipped:
+        return ar.declip(samples, ~known, order=DECLIP_AR_ORDER, passes=DECLIP_PASSES, iterations=DECLIP_AR_ITERATIONS)
+    return ar.interpolate(samples, known, order=GAP_AR_ORDER, iterations=GAP_AR_ITERATIONS)
+
+
+def frame_mask(known: torch.Tensor) -> torch.Tensor:
+    """Share of each STFT frame's window energy that is unknown: ``known (B, L)`` -> ``(B, 1, 1, N)``."""
+    missing = (~known).float()[:, None]
+    window = torch.hann_window(spectral.N_FFT, device=known.device).pow(2)
+    padded = torch.nn.functional.pad(missing, (spectral.N_FFT // 2, spectral.N_FFT // 2))
+    share = torch.nn.functional.conv1d(padded, (window / window.sum())[None, None], stride=spectral.HOP)
+    return share[:, :, None, :]
+
+
+def condition(guess: torch.Tensor, known: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, F, N)``: the compressed STFT of the AR guess and the per-frame missing share."""
+    spec = spectral.to_spec(guess, scale=scale).values
+    share = frame_mask(known)[..., : spec.shape[-1]]
+    return torch.cat([spec, share.expand(-1, 1, spec.shape[2], -1)], dim=1)
+
+
+def edge_taper(known: np.ndarray, width: int) -> np.ndarray:
+    """0 on known samples, rising as a raised cosine to 1 at ``width`` samples inside each unknown run."""
+    if width <= 0:
+        return (~known).astype(np.float64)
+    distance = distance_transform_edt(~known)
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(distance / (width + 1), 0, 1))
+
+
+def refine(model: InpaintModel, guess: torch.Tensor, known: torch.Tensor, *, steps: int | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """The network's estimate ``(B, L)`` given AR guesses ``(B, L)`` and masks (model rate)."""
+    steps = model.default_steps if steps is None else steps
+    net, schedule = model.net, model.net.schedule
+    guess = guess.float()
+    scale = spectral.level_of(guess)
+    cond = condition(guess, known, scale)
+    y = cond[:, :2]
+    t_star = max(1, int(schedule.timestep_for_sigma(model.fill_sigma)))
+    x = start_from_observation(y, 0.0, t_star, schedule, generator=generator)
+
+    def denoiser(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        with autocast(x_t.device, model.bf16):
+            return net(x_t, t, c).float()
+
+    x0 = sample_ddim(denoiser, x, schedule.inference_timesteps(steps, start=t_star), schedule, cond=cond,
+                     generator=generator)
+    return spectral.from_spec(x0, scale, guess.shape[-1])
+
+
+def _resample(x: np.ndarray, sr_in: int, sr_out: int, n_out: int) -> np.ndarray:
+    y = soxr.resample(x, sr_in, sr_out, quality="HQ") if sr_in != sr_out else x
+    return np.pad(y, (0, max(0, n_out - y.size)))[:n_out]
+
+
+def known_at_model_rate(known: np.ndarray, sr: int) -> np.ndarray:
+    """A model-rate sample is known when every input sample within one input period of it is known."""
+    if sr == spectral.MODEL_SR:
+        return known
+    n = round(known.size * spectral.MODEL_SR / sr)
+    pos = np.arange(n) * sr / spectral.MODEL_SR
+    lo = np.clip(np.floor(pos).astype(int) - 1, 0, known.size - 1)
+    hi = np.clip(np.ceil(pos).astype(int) + 1, 0, known.size - 1)
+    bad = np.concatenate([[0], np.cumsum(~known)])
+    return (bad[hi + 1] - bad[lo]) == 0
+
+
+def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndarray, *, sr: int = spectral.MODEL_SR,
+                 levels: np.ndarray | None = None, steps: int | None = None,
+                 generator: torch.Generator | None = None) -> np.ndarray:
+    """Fill the unknown samples of one channel ``samples: (L,)`` at rate ``sr``; known ones come back as is.
+
+    ``levels: (L,)``, if given, holds the signed clip level of each clipped unknown sample (0 for
+    gap samples): those keep ``|x| >= |level|``. ``model=None`` gives the AR guess alone (the
+    classical baseline). Away from the model rate the AR guess is made at ``sr`` and the network's
+    correction, computed at 16 kHz, is added on top (so content above 8 kHz comes from AR).
+    """
+    samples = np.asarray(samples)
+    known = np.asarray(known, bool)
+    if known.all():
+        return samples.copy()
+    x = np.where(known, np.nan_to_num(samples.astype(np.float64)), 0.0)
+    clipped = levels is not None and bool(np.any(levels[~known] != 0))
+    if clipped:
+        x = np.where(known, x, levels)
+    guess = first_guess(x, known, clipped)
+    out = guess
+    if model is not None:
+        n16 = round(samples.size * spectral.MODEL_SR / sr)
+        low = _resample(guess, sr, spectral.MODEL_SR, n16)
+        known16 = known_at_model_rate(known, sr)
+        refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
+                         steps=steps, generator=generator)[0].double().numpy()
+        correction = _resample(refined - low, spectral.MODEL_SR, sr, samples.size)
+        out = guess + edge_taper(known, int(TAPER_SECONDS * sr)) * correction
+    if clipped:
+        out = ar.project_clipped(out, ~known, np.where(known, 0.0, levels))
+    result = samples.copy()
+    result[~known] = out[~known].astype(samples.dtype)
+    return result

@@ -1,0 +1,180 @@
+"""File-level gap filling and declipping: detect regions in a streaming pass, fill them, patch blocks.
+
+    pass 1: peak, per-channel extremes, non-finite samples      (io blocks, bounded memory)
+    pass 2: dropouts, NaN runs, candidate clipped runs per block  (+ the user's --gaps)
+    fill:   regions grouped into jobs with context -> inpaint.fill_samples at the file's rate
+    write:  blocks read from the input with the fills patched in (:class:`Patched`)
+
+Only the samples inside regions are replaced; every other sample is read from the input as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from restore.audio import gaps, io
+from restore.audio.inpaint import InpaintModel, fill_samples
+from restore.device import single_threaded_blas
+from restore.errors import InputError
+
+BLOCK_SECONDS = 20.0
+CONTEXT_SECONDS = 0.5  # input on each side of a region that the fill sees
+MAX_JOB_SECONDS = 4.0  # a chain of nearby regions is split into jobs of about this length
+MAX_UNKNOWN_SHARE = 0.5  # more unknown than this in a file is refused (nothing left to fill from)
+FILL_KINDS = {"fill": ("dropout", "nan", "marked"), "declip": ("clipped",), "denoise": (),
+              "auto": ("dropout", "nan", "marked", "clipped")}
+
+
+@dataclass
+class Scan:
+    peak: float
+    extremes: np.ndarray  # (channels, 2): max and min of the finite samples
+    nonfinite: int
+
+
+def scan(info: io.AudioInfo) -> Scan:
+    """Pass 1 over the file; an unreadable or all-silent file is an InputError."""
+    peak, nonfinite = 0.0, 0
+    extremes = np.stack([np.full(info.channels, -np.inf), np.full(info.channels, np.inf)], axis=1)
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            for block in f.blocks(blocksize=io.SCAN_FRAMES, dtype="float32", always_2d=True):
+                finite = np.isfinite(block)
+                nonfinite += int((~finite).sum())
+                clean = np.where(finite, block, 0.0)
+                peak = max(peak, float(np.abs(clean).max(initial=0.0)))
+                extremes[:, 0] = np.maximum(extremes[:, 0], np.where(finite, block, -np.inf).max(axis=0))
+                extremes[:, 1] = np.minimum(extremes[:, 1], np.where(finite, block, np.inf).min(axis=0))
+    except sf.LibsndfileError as e:
+        raise InputError(f"cannot decode {info.path.name} ({e})") from None
+    if peak < io.SILENCE_PEAK:
+        raise InputError(f"{info.path.name} is silent (peak {peak:.2g} < {io.SILENCE_PEAK:g}): nothing to restore")
+    return Scan(peak, extremes, nonfinite)
+
+
+def detect(info: io.AudioInfo, found: Scan, *, task: str,
+           marked: list[tuple[float, float]] | None = None) -> list[gaps.Region]:
+    """Pass 2: the regions ``task`` fills (see :data:`FILL_KINDS`), merged and sorted."""
+    kinds = FILL_KINDS[task]
+    if found.nonfinite and "nan" not in kinds:
+        raise InputError(f"{info.path.name} contains {found.nonfinite} NaN or infinite samples "
+                         f"(--task {task} does not fill them; use --task auto or fill)")
+    regions: list[gaps.Region] = []
+    if kinds:
+        block, margin = int(BLOCK_SECONDS * info.sr), int((gaps.AROUND_SECONDS + gaps.MAX_DROPOUT_SECONDS) * info.sr)
+        for start in range(0, info.frames, block):
+            stop = min(start + block, info.frames)
+            lo, hi = max(0, start - margin), min(info.frames, stop + margin)
+            x = io.read_block(info, lo, hi)
+            for c in range(info.channels):
+                if "dropout" in kinds:
+                    regions += [r for r in gaps.find_dropouts(x[:, c], info.sr, c, lo) if start <= r.start < stop]
+                if "nan" in kinds:
+                    regions += gaps.find_nan(x[:, c], c, lo)
+                if "clipped" in kinds:
+                    regions += gaps.find_clipped(x[:, c], tuple(found.extremes[c]), c, lo)
+    if "clipped" in kinds:
+        regions = [r for r in regions if r.kind != "clipped"] + _confirmed_clipping(
+            [r for r in gaps.merge(regions) if r.kind == "clipped"])
+    if marked:
+        regions += gaps.marked_regions(marked, info.sr, info.frames, info.channels)
+    regions = gaps.merge(regions)
+    unknown = sum(r.stop - r.start for r in regions)
+    if unknown > MAX_UNKNOWN_SHARE * info.frames * info.channels:
+        raise InputError(f"{info.path.name}: {unknown / (info.frames * info.channels):.0%} of the samples would have "
+                         "to be filled; too little is left to fill from")
+    return regions
+
+
+def _confirmed_clipping(candidates: list[gaps.Region]) -> list[gaps.Region]:
+    """Keep a channel's clipped runs at a level only if it is full scale or a plateau (see :mod:`gaps`)."""
+    out = []
+    for key in {(r.channel, r.level) for r in candidates}:
+        runs = [r for r in candidates if (r.channel, r.level) == key]
+        count = sum(r.stop - r.start for r in runs)
+        if abs(key[1]) >= gaps.FULL_SCALE or count >= gaps.PLATEAU_MIN_SAMPLES:
+            out += runs
+    return out
+
+
+@dataclass
+class Fills:
+    """Filled values per channel: ``{channel: [(start, values), ...]}`` at the file's rate."""
+
+    by_channel: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+    _index: dict = field(default_factory=dict, repr=False)
+
+    def peak(self) -> float:
+        return max((float(np.abs(v).max()) for runs in self.by_channel.values() for _, v in runs if v.size), default=0.0)
+
+    def patch(self, block: np.ndarray, start: int) -> np.ndarray:
+        """``block`` (frames ``[start, start + len)``) with the filled values written in (a copy)."""
+        out = block.copy()
+        stop = start + block.shape[0]
+        for c, runs in self.by_channel.items():
+            if c not in self._index:
+                runs.sort(key=lambda r: r[0])
+                self._index[c] = (np.array([a for a, _ in runs]), max(v.size for _, v in runs))
+            starts, longest = self._index[c]
+            for i in range(np.searchsorted(starts, start - longest), np.searchsorted(starts, stop)):
+                a, values = runs[i]
+                b = a + values.size
+                if a < stop and b > start:
+                    lo, hi = max(a, start), min(b, stop)
+                    out[lo - start : hi - start, c] = values[lo - a : hi - a]
+        return out
+
+    def add(self, channel: int, start: int, values: np.ndarray) -> None:
+        self.by_channel.setdefault(channel, []).append((start, values))
+        self._index.pop(channel, None)
+
+
+def jobs(regions: list[gaps.Region], sr: int, frames: int) -> Iterator[tuple[int, int, int, list[gaps.Region]]]:
+    """``(channel, lo, hi, regions)``: nearby regions of one channel with :data:`CONTEXT_SECONDS` around them."""
+    ctx, longest = int(CONTEXT_SECONDS * sr), int(MAX_JOB_SECONDS * sr)
+    for c in sorted({r.channel for r in regions}):
+        group: list[gaps.Region] = []
+        for r in sorted((r for r in regions if r.channel == c), key=lambda r: r.start):
+            if group and (r.start - ctx > group[-1].stop + ctx or r.stop - group[0].start > longest):
+                yield c, max(0, group[0].start - ctx), min(frames, max(g.stop for g in group) + ctx), group
+                group = []
+            group.append(r)
+        if group:
+            yield c, max(0, group[0].start - ctx), min(frames, max(g.stop for g in group) + ctx), group
+
+
+def fill_regions(info: io.AudioInfo, regions: list[gaps.Region], model: InpaintModel | None, *, seed: int = 0,
+                 steps: int | None = None, progress: bool = True) -> Fills:
+    """Compute the filled values of every region (``model=None``: the AR baseline only)."""
+    with single_threaded_blas():
+        return _fill_regions(info, regions, model, seed=seed, steps=steps, progress=progress)
+
+
+def _fill_regions(info: io.AudioInfo, regions: list[gaps.Region], model: InpaintModel | None, *, seed: int,
+                  steps: int | None, progress: bool) -> Fills:
+    fills = Fills()
+    planned = list(jobs(regions, info.sr, info.frames))
+    bar = tqdm(total=len(planned), unit="gap", desc=f"fill {info.path.name}", disable=not progress or not planned)
+    for i, (c, lo, hi, group) in enumerate(planned):
+        x = io.read_block(info, lo, hi)[:, c].astype(np.float64)
+        known = np.isfinite(x)
+        levels = np.zeros_like(x)
+        for r in regions:  # every region of this channel inside the window is unknown here
+            if r.channel == c and r.start < hi and r.stop > lo:
+                a, b = max(r.start, lo) - lo, min(r.stop, hi) - lo
+                known[a:b] = False
+                levels[a:b] = r.level
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        filled = fill_samples(model, np.where(known, x, 0.0), known, sr=info.sr,
+                              levels=levels if levels.any() else None, steps=steps, generator=generator)
+        for r in group:
+            fills.add(c, r.start, filled[r.start - lo : r.stop - lo].astype(np.float32))
+        bar.update(1)
+    bar.close()
+    return fills

@@ -1,0 +1,286 @@
+"""Train the gap-filling / declipping model: ``restore train audio-inpaint --config configs/audio_inpaint.yaml``.
+
+Each crop is speech or music (``music_prob``), sometimes with background noise under it, with one
+or more gaps (log-uniform ``gap_ms``) placed in its active part, or clipped at a random share of
+its peak (``clip_prob``). The condition is the AR first guess of :mod:`restore.audio.inpaint`
+(exactly as at inference) plus the per-frame missing share; the target is the crop itself. Steps
+are drawn on the path from the AR guess (``observation_prob``, at a log-uniform start level in
+``fill_sigma_range``) or from plain Gaussian diffusion; the EDM loss weighs frames with missing
+samples ``1 + gap_loss_weight``.
+
+Resumable like the denoiser's training (:mod:`restore.audio.train`): checkpoints in ``run_dir``,
+a wall-clock budget over all resumes, EMA weights exported with a model card at every validation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from restore.audio import config as config_module
+from restore.audio import inpaint, spectral
+from restore.audio.config import InpaintConfig
+from restore.audio.degrade import add_noise_at_snr
+from restore.audio.metrics import gap_lsd, gap_snr
+from restore.audio.train import _load_checkpoint, _save_checkpoint, edm_weight, learning_rate
+from restore.device import autocast, single_threaded_blas
+from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
+from restore.weights import save_model
+
+SR = spectral.MODEL_SR
+VAL_GAPS_MS = (20, 50, 100, 200)
+
+
+class Clips:
+    """Random active crops from one prepared array (``{split}_{kind}.npy``), staying inside one clip."""
+
+    def __init__(self, data_dir: Path, name: str, rng: np.random.Generator) -> None:
+        manifest = json.loads((data_dir / "manifest.json").read_text())
+        if name not in manifest["splits"]:
+            raise FileNotFoundError(f"{data_dir} has no {name} split: rerun `restore data prepare --out data/`")
+        self.audio = np.load(data_dir / f"{name}.npy", mmap_mode="r")
+        clips = manifest["splits"][name]["clips"]
+        self.starts = np.array([c["start"] for c in clips])
+        self.lengths = np.array([c["length"] for c in clips])
+        self.rng = rng
+
+    def crop(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        for _ in range(20):
+            i = self.rng.choice(len(self.starts), p=self.lengths / self.lengths.sum())
+            start, length = int(self.starts[i]), int(self.lengths[i])
+            out[:] = 0
+            if length >= n:
+                a = start + int(self.rng.integers(0, length - n + 1))
+                out[:] = self.audio[a : a + n] / 32768.0
+            else:
+                at = int(self.rng.integers(0, n - length + 1))
+                out[at : at + length] = self.audio[start : start + length] / 32768.0
+            if out.std() > 3e-3:
+                break
+        return out
+
+
+def place_gap(clean: np.ndarray, length: int, rng: np.random.Generator, margin: int) -> int:
+    """Start of a gap of ``length`` samples in an active part of ``clean`` (the loudest of 6 tries)."""
+    hi = clean.size - margin - length
+    starts = rng.integers(margin, max(margin + 1, hi), size=6)
+    energy = [float(np.mean(clean[s : s + length] ** 2)) for s in starts]
+    return int(starts[int(np.argmax(energy))])
+
+
+class Examples:
+    """(target, degraded, known, clipped) rows for training or validation."""
+
+    def __init__(self, data_dir: Path, split: str, rng: np.random.Generator, cfg: InpaintConfig) -> None:
+        self.speech = Clips(data_dir, f"{split}_speech", rng)
+        self.music = Clips(data_dir, f"{split}_music", rng)
+        self.noise = Clips(data_dir, f"{split}_noise", rng)
+        self.rng, self.cfg = rng, cfg
+
+    def signal(self, n: int, music: bool | None = None) -> np.ndarray:
+        music = self.rng.random() < self.cfg.music_prob if music is None else music
+        x = (self.music if music else self.speech).crop(n)
+        if self.rng.random() < self.cfg.noise_prob:
+            x = add_noise_at_snr(x, self.noise.crop(n), float(self.rng.uniform(5, 30)))
+        x = x / max(float(np.abs(x).max()), 1e-6) * float(10 ** self.rng.uniform(-1.5, 0))
+        return x.astype(np.float32)
+
+    def gapped(self, x: np.ndarray, lengths_ms: list[float]) -> np.ndarray:
+        known = np.ones(x.size, bool)
+        margin = int(0.1 * SR)
+        for ms in lengths_ms:
+            length = min(int(ms * SR / 1000), x.size - 3 * margin)
+            start = place_gap(x, length, self.rng, margin)
+            known[start : start + length] = False
+        return known
+
+    def example(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        x = self.signal(n)
+        if self.rng.random() < self.cfg.clip_prob:
+            level = float(self.rng.uniform(*self.cfg.clip_fraction)) * float(np.abs(x).max())
+            clipped_x = np.clip(x, -level, level)
+            known = np.abs(x) < level
+            if not known.all():
+                return x, clipped_x, known, True
+        count = int(self.rng.integers(1, self.cfg.max_gaps + 1))
+        lo, hi = np.log(self.cfg.gap_ms[0]), np.log(self.cfg.gap_ms[1])
+        known = self.gapped(x, [float(np.exp(self.rng.uniform(lo, hi))) for _ in range(count)])
+        return x, np.where(known, x, 0.0).astype(np.float32), known, False
+
+
+def make_batch(examples: Examples, cfg: InpaintConfig, n: int) -> dict[str, torch.Tensor]:
+    rows = [examples.example(n) for _ in range(cfg.batch_size)]
+    guesses = [inpaint.first_guess(d.astype(np.float64), k, c) for _, d, k, c in rows]
+    return {
+        "target": torch.from_numpy(np.stack([r[0] for r in rows])).float(),
+        "guess": torch.from_numpy(np.stack(guesses)).float(),
+        "known": torch.from_numpy(np.stack([r[2] for r in rows])),
+    }
+
+
+def make_inputs(net: UNetDenoiser, batch: dict, cfg: InpaintConfig, rng: np.random.Generator,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_t, t, cond, x0)`` for one batch."""
+    schedule = net.schedule
+    scale = spectral.level_of(batch["guess"])
+    cond = inpaint.condition(batch["guess"], batch["known"], scale)
+    x0 = spectral.to_spec(batch["target"], scale=scale).values
+    y = cond[:, :2]
+    rows, ts = [], []
+    lo, hi = np.log(cfg.fill_sigma_range[0]), np.log(cfg.fill_sigma_range[1])
+    for b in range(x0.shape[0]):
+        eps = torch.randn(x0[b : b + 1].shape, generator=gen)
+        if rng.random() < cfg.observation_prob:
+            t_star = int(schedule.timestep_for_sigma(float(np.exp(rng.uniform(lo, hi)))).clamp(min=1))
+            x_star = schedule.add_noise(y[b : b + 1], eps, t_star)
+            t = int(rng.integers(1, t_star + 1)) if rng.random() < 0.3 else t_star
+            if t != t_star:  # the ideal DDIM path from x_t* towards x0
+                ab_star, ab_t = float(schedule.alpha_bar[t_star]), float(schedule.alpha_bar[t])
+                ratio = float(schedule.sigma_at(t) / schedule.sigma_at(t_star))
+                x_star = ab_t**0.5 * (x0[b : b + 1] + ratio * (x_star / ab_star**0.5 - x0[b : b + 1]))
+            rows.append(x_star)
+        else:
+            t = int(schedule.timestep_for_sigma(math.exp(rng.normal(-1.2, 1.2))).clamp(min=1))
+            rows.append(schedule.add_noise(x0[b : b + 1], eps, t))
+        ts.append(t)
+    return torch.cat(rows), torch.tensor(ts), cond, x0
+
+
+def validation_set(cfg: InpaintConfig) -> list[dict]:
+    """Fixed held-out crops: Russian speech and held-out music, one gap of 20/50/100/200 ms each."""
+    examples = Examples(Path(cfg.data_dir), "val", np.random.default_rng(4321), replace(cfg, noise_prob=0.0))
+    n = (cfg.crop_frames - 1) * spectral.HOP
+    out = []
+    for i in range(cfg.val_clips):
+        music = bool(i % 2)
+        ms = VAL_GAPS_MS[(i // 2) % len(VAL_GAPS_MS)]
+        x = examples.signal(n, music=music)
+        known = examples.gapped(x, [ms])
+        out.append({"clean": x, "known": known, "music": music, "ms": ms})
+    return out
+
+
+def validate(model: inpaint.InpaintModel | None, val: list[dict], steps: int | None = None) -> dict[str, float]:
+    """Mean gap SNR and LSD (``model=None``: the AR baseline)."""
+    gen = torch.Generator().manual_seed(0)
+    snr, lsd = [], []
+    for v in val:
+        missing = np.flatnonzero(~v["known"])
+        filled = inpaint.fill_samples(model, np.where(v["known"], v["clean"], 0), v["known"], steps=steps,
+                                      generator=gen)
+        snr.append(gap_snr(v["clean"], filled, missing[0], missing[-1] + 1))
+        lsd.append(gap_lsd(v["clean"], filled, missing[0], missing[-1] + 1, SR))
+    return {"gap_snr_db": float(np.mean(snr)), "gap_lsd_db": float(np.mean(lsd))}
+
+
+def model_config(cfg: InpaintConfig) -> UNetConfig:
+    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "fill_sigma": cfg.fill_sigma,
+             "bf16": cfg.bf16, "sr": SR, "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA,
+             "beta": spectral.BETA,
+             "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
+             "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits",
+                             "clipping": f"constrained LSAR, order {inpaint.DECLIP_AR_ORDER}, "
+                                         f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits"}}
+    return replace(cfg.model, extra=extra)
+
+
+def _export(ema: UNetDenoiser, cfg: InpaintConfig, state: dict) -> None:
+    card = {
+        "name": inpaint.MODEL_NAME,
+        "version": cfg.version,
+        "training": {
+            "data": "restore data prepare: Asterisk en/es/fr G.722 prompts + fillets-ng cs/nl voices; wesnoth-1.16 "
+                    "and fillets-ng music minus VAL_MUSIC; noise under 30% of crops; gaps log-uniform "
+                    f"{cfg.gap_ms[0]}-{cfg.gap_ms[1]} ms, clipping at {cfg.clip_fraction} of the peak",
+            "held_out": "Asterisk ru speaker; music tracks in restore.audio.data.VAL_MUSIC",
+            "steps": state["step"],
+            "wall_seconds": round(state["elapsed"], 1),
+            "config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+        },
+        "metrics": state["history"][-1] if state["history"] else {},
+    }
+    save_model(ema, Path(cfg.weights), card)
+
+
+def load_config(path: Path) -> InpaintConfig:
+    return config_module.load_config(path, InpaintConfig)
+
+
+def main(config_path: Path) -> Path:
+    """Train (or resume) as configured; returns the path of the written weights."""
+    with single_threaded_blas():
+        return _train(load_config(config_path))
+
+
+def _train(cfg: InpaintConfig) -> Path:
+    torch.set_num_threads(cfg.threads)
+    data_dir, run = Path(cfg.data_dir), Path(cfg.run_dir)
+    if not (data_dir / "manifest.json").is_file():
+        raise FileNotFoundError(f"no prepared audio data in {data_dir}: run `restore data prepare --out data/` first")
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    net_cfg = model_config(cfg)
+    net, ema = UNetDenoiser(net_cfg), UNetDenoiser(net_cfg)
+    ema.load_state_dict(net.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    state = _load_checkpoint(run, net, ema, opt) or {"step": 0, "elapsed": 0.0, "history": [],
+                                                     "rng": np.random.default_rng(cfg.seed).bit_generator.state}
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state["rng"]
+    gen = torch.Generator().manual_seed(cfg.seed + state["step"])
+    train = Examples(data_dir, "train", rng, cfg)
+    val = validation_set(cfg)
+    baseline = validate(None, val)
+    print(f"audio inpainter: {count_parameters(net) / 1e6:.2f} M parameters, resuming at step {state['step']}; "
+          f"AR baseline on validation {json.dumps(baseline)}", flush=True)
+    n = (cfg.crop_frames - 1) * spectral.HOP
+    budget = cfg.wall_clock_minutes * 60
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc="train audio-inpaint", mininterval=10)
+    losses: list[float] = []
+    while state["step"] < cfg.max_steps and state["elapsed"] < budget:
+        tick = time.monotonic()
+        batch = make_batch(train, cfg, n)
+        x_t, t, cond, x0 = make_inputs(net, batch, cfg, rng, gen)
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(cfg, state["step"], state["elapsed"] / budget)
+        with autocast(x_t.device, cfg.bf16):
+            x0_hat = net(x_t, t, cond)
+        frame_weight = 1 + cfg.gap_loss_weight * (cond[:, 2:3] > 0).float()
+        loss = (edm_weight(net, t, x0) * frame_weight * (x0_hat.float() - x0).pow(2)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + state["step"]) / (10 + state["step"]))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p, 1 - decay)
+        state["step"] += 1
+        state["elapsed"] += time.monotonic() - tick
+        losses.append(loss.item())
+        bar.update(1)
+        if state["step"] % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", minutes=f"{state['elapsed'] / 60:.1f}")
+        last = state["step"] >= cfg.max_steps or state["elapsed"] >= budget
+        if state["step"] % cfg.val_every == 0 or last:
+            model = inpaint.InpaintModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, cfg.fill_sigma)
+            metrics = validate(model, val)
+            state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
+                                     "loss": float(np.mean(losses[-cfg.val_every:])), **metrics,
+                                     **{f"ar_{k}": v for k, v in baseline.items()}})
+            print(json.dumps(state["history"][-1]), flush=True)
+            _export(ema, cfg, state)
+        if state["step"] % cfg.checkpoint_every == 0 or last:
+            state["rng"] = rng.bit_generator.state
+            _save_checkpoint(run, net, ema, opt, state)
+    bar.close()
+    return Path(cfg.weights)
