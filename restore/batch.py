@@ -133,11 +133,20 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+RESTORE_TASKS = {"mri": ("auto", "denoise", "fill"), "audio": ("auto", "denoise", "fill", "declip")}
+
+
 def _make_item(path: Path, output: Path, *, reference: Path | None, options: dict, task: str | None = None) -> BatchItem:
+    """``task``: the modality the row expects (mri|audio, checked) or the restore task for the file
+    (mri: auto|denoise|fill; audio: auto|denoise|fill|declip), passed on as the ``task`` option."""
     kind = api.kind_of(path)
-    if task and task != kind:
-        raise InputError(f"{path.name}: manifest task is {task!r} but the file is {kind} (task must be mri or audio)")
-    return BatchItem(input=Path(path), output=Path(output), kind=kind, reference=reference, options=dict(options))
+    options = dict(options)
+    if task in RESTORE_TASKS[kind]:
+        options["task"] = task
+    elif task and task != kind:
+        raise InputError(f"{path.name}: manifest task is {task!r} but the file is {kind} (task must be {kind} "
+                         f"or one of {', '.join(RESTORE_TASKS[kind])})")
+    return BatchItem(input=Path(path), output=Path(output), kind=kind, reference=reference, options=options)
 
 
 def _parse_option(value: str):
@@ -149,7 +158,8 @@ def _parse_option(value: str):
 
 
 def items_from_manifest(manifest: Path, outdir: Path, options: dict | None = None) -> list[BatchItem]:
-    """CSV with a ``path`` column, optional ``reference``, ``task`` (mri|audio) and ``output``;
+    """CSV with a ``path`` column, optional ``reference``, ``task`` (mri|audio, or the restore task such
+    as fill or declip) and ``output``;
     any other column is a per-row option for the restore function (empty cells are left out).
     Relative paths are relative to the manifest's folder."""
     manifest = Path(manifest)

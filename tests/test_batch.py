@@ -83,12 +83,18 @@ def test_manifest_rows_name_references_tasks_and_options(study, tmp_path):
     assert (a.input, a.reference, a.options) == (study / "sub/speech_noisy.wav", study / "sub/speech_clean.wav",
                                                  {"seed": 3, "device": "cpu"})
     assert (b.reference, b.options) == (study / "t1_clean.nii.gz", {"seed": 3, "steps": 4})
+    manifest.write_text("path,task\nsub/speech_noisy.wav,declip\nt1_noisy.nii.gz,fill\n")
+    a, b = batch.discover(manifest, tmp_path / "o")
+    assert (a.options, b.options) == ({"task": "declip"}, {"task": "fill"})
 
 
 def test_manifest_errors_say_what_is_wrong(study, tmp_path):
     bad_task = study / "bad.csv"
     bad_task.write_text("path,task\nt1_noisy.nii.gz,audio\n")
     with pytest.raises(InputError, match="task is 'audio' but the file is mri"):
+        batch.discover(bad_task, tmp_path / "o")
+    bad_task.write_text("path,task\nt1_noisy.nii.gz,declip\n")  # an audio-only task
+    with pytest.raises(InputError, match="task is 'declip' but the file is mri"):
         batch.discover(bad_task, tmp_path / "o")
     no_path = study / "nopath.csv"
     no_path.write_text("file\nx.wav\n")
