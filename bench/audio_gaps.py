@@ -127,6 +127,9 @@ def main() -> None:
     p.add_argument("--fill-sigma", type=float, default=None, help="start noise level (default: the card's)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "audio")
+    p.add_argument("--split", choices=["val", "train"], default="val",
+                   help="val: the held-out speaker and tracks (the benchmark); train: crops of the training "
+                        "sources, for choosing --steps and --fill-sigma without looking at held-out data")
     p.add_argument("--no-declip", action="store_true")
     p.add_argument("--no-process", action="store_true", help="skip the whole-process timing")
     args = p.parse_args()
@@ -140,9 +143,10 @@ def run(args: argparse.Namespace) -> None:
     if args.fill_sigma is not None:
         model = replace(model, fill_sigma=args.fill_sigma)
     cfg = replace(InpaintConfig(data_dir=str(args.data)), noise_prob=0.0)
-    examples = Examples(args.data, "val", np.random.default_rng(2026), cfg)
+    examples = Examples(args.data, args.split, np.random.default_rng(2026), cfg)
     print(f"model {args.weights.name} v{model.version}: steps {args.steps or model.default_steps}, "
-          f"fill_sigma {model.fill_sigma}; {args.n} gaps per cell; held-out speech (ru) and music\n")
+          f"fill_sigma {model.fill_sigma}; {args.n} gaps per cell; "
+          f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
     print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for kind, ms, m, t in gap_table(examples, model, args.n, args.steps, seed=1):

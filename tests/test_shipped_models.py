@@ -1,4 +1,4 @@
-"""The shipped weights do their job: the MRI models on data they never saw (held-out MNI152 crops)."""
+"""The shipped weights do their job on data they never saw (held-out MNI152 crops, held-out speaker)."""
 
 from pathlib import Path
 
@@ -47,9 +47,8 @@ def test_mri_fill_beats_linear_interpolation_on_held_out_volume(held_out):
 
 
 def test_audio_inpainter_beats_ar_on_lsd_and_keeps_its_snr():
-    """Shipped gap filler vs its own AR first guess on 100 ms gaps in the sample speech clip.
-
-    (The clip comes from a training source; the held-out numbers are in bench/audio_gaps.py.)"""
+    """Shipped gap filler vs its own AR first guess on 100 ms gaps in the sample speech clip
+    (the held-out Russian speaker; the full tables are in bench/audio_gaps.py)."""
     import soundfile as sf
     import torch
 
