@@ -125,6 +125,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=12, help="gaps per kind and length (default 12)")
     p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the card's)")
     p.add_argument("--fill-sigma", type=float, default=None, help="start noise level (default: the card's)")
+    p.add_argument("--blend", type=float, default=None, help="share of the network's correction (default: the card's)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "audio")
     p.add_argument("--split", choices=["val", "train"], default="val",
@@ -142,10 +143,12 @@ def run(args: argparse.Namespace) -> None:
     model = load_inpaint_model(args.weights)
     if args.fill_sigma is not None:
         model = replace(model, fill_sigma=args.fill_sigma)
+    if args.blend is not None:
+        model = replace(model, blend=args.blend)
     cfg = replace(InpaintConfig(data_dir=str(args.data)), noise_prob=0.0)
     examples = Examples(args.data, args.split, np.random.default_rng(2026), cfg)
     print(f"model {args.weights.name} v{model.version}: steps {args.steps or model.default_steps}, "
-          f"fill_sigma {model.fill_sigma}; {args.n} gaps per cell; "
+          f"fill_sigma {model.fill_sigma}, blend {model.blend}; {args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
     print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")
     print("|---|---|---|---|---|---|---|---|---|")

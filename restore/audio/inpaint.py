@@ -4,12 +4,13 @@
         -> cond = [spec(y) real, imag, missing share per frame]
         -> x_t* = start_from_observation(spec(y)) at the card's fill sigma
         -> DDIM steps conditioned on cond -> refined samples
-        -> output = y + taper * (refined - y) inside the unknown runs, the input everywhere else
+        -> output = y + blend * taper * (refined - y) inside the unknown runs, the input everywhere else
 
 The AR guess is exact on the known samples and continuous at the gap edges; the network adds
 what AR cannot extrapolate (energy and harmonics deep inside longer gaps). The refinement fades in
 over :data:`TAPER_SECONDS` from each edge so the joins stay smooth, and every known sample is
-copied from the input bit for bit. For clipped runs the result is projected on ``|x| >= level``.
+copied from the input bit for bit. ``blend`` (model card) scales the correction: it is chosen on
+training-source crops to trade gap SNR (which a generated fill lowers) against spectral distance. For clipped runs the result is projected on ``|x| >= level``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class InpaintModel:
     default_steps: int
     bf16: bool
     fill_sigma: float  # noise level (model units) the reverse process starts from, from the card
+    blend: float = 1.0  # share of the network's correction added to the AR guess, from the card
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -57,6 +59,7 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
         default_steps=int(extra.get("inference_steps", 1)),
         bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
         fill_sigma=float(extra.get("fill_sigma", 0.3)),
+        blend=float(extra.get("blend", 1.0)),
     )
 
 
@@ -156,7 +159,7 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
         refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
                          steps=steps, generator=generator)[0].double().numpy()
         correction = _resample(refined - low, spectral.MODEL_SR, sr, samples.size)
-        out = guess + edge_taper(known, int(TAPER_SECONDS * sr)) * correction
+        out = guess + model.blend * edge_taper(known, int(TAPER_SECONDS * sr)) * correction
     if clipped:
         out = ar.project_clipped(out, ~known, np.where(known, 0.0, levels))
     result = samples.copy()

@@ -31,7 +31,7 @@ from restore.audio.inpaint import MODEL_NAME as INPAINT_NAME
 from restore.audio.inpaint import load_inpaint_model
 from restore.audio.metrics import reference_metrics
 from restore.audio.stream import plan_chunks, stream_chunks
-from restore.device import resolve_device
+from restore.device import resolve_device, set_threads
 from restore.errors import InputError
 from restore.outputs import atomic_write, check_output_path, sidecar_path, write_sidecar
 
@@ -122,6 +122,7 @@ def restore_audio(
     interpolation alone (the classical baseline). Bad input raises InputError before any write.
     """
     tick = time.perf_counter()
+    set_threads()  # RESTORE_THREADS, else every core
     input_path, output_path = Path(input_path), Path(output_path)
     if task not in TASKS:
         raise InputError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
