@@ -162,7 +162,9 @@ def mri_figure(data_in: np.ndarray, data_out: np.ndarray, title: str,
     span = float(np.percentile(np.abs(data_out - data_in), 99.5)) or 1.0
     zx, zy, zz = voxel_mm
     aspects = (zz / zy, zz / zx, zy / zx)  # rows/cols of the rotated sagittal, coronal, axial slices
-    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.5), constrained_layout=True)
+    # fixed margins: constrained_layout re-measures every label and doubled the time per picture
+    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.5), gridspec_kw={"left": 0.06, "right": 0.99, "bottom": 0.01,
+                                                                    "top": 0.9, "wspace": 0.05, "hspace": 0.12})
     for i, (label, volume) in enumerate(rows):
         for j, (plane, sl) in enumerate(zip(("sagittal", "coronal", "axial"), _middle_slices(volume))):
             ax = axes[i, j]
@@ -196,13 +198,14 @@ def audio_figure(samples_in: np.ndarray, samples_out: np.ndarray, sr_in: int, sr
 
     specs = [("before", *_spectrogram_db(samples_in, sr_in)), ("after", *_spectrogram_db(samples_out, sr_out))]
     vmax = max(float(s[3].max()) for s in specs)
-    fig, axes = plt.subplots(2, 1, figsize=(7.5, 5), constrained_layout=True, sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(7.5, 5), sharex=True, gridspec_kw={
+        "left": 0.1, "right": 0.86, "bottom": 0.1, "top": 0.9, "hspace": 0.08})  # fixed: see mri_figure
     for ax, (label, f, t, db) in zip(axes, specs):
         mesh = ax.imshow(db, origin="lower", aspect="auto", extent=(t[0], t[-1], f[0] / 1000, f[-1] / 1000),
                          vmin=vmax - 80, vmax=vmax, cmap="magma", interpolation="nearest")
         ax.set_ylabel(f"{label}\nkHz")
     axes[-1].set_xlabel("seconds")
-    fig.colorbar(mesh, ax=axes, label="dB")
+    fig.colorbar(mesh, cax=fig.add_axes((0.88, 0.1, 0.02, 0.8)), label="dB")
     fig.suptitle(title)
     return fig
 
