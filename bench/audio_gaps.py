@@ -21,6 +21,7 @@ and restore. Last, the whole process: ``restore audio --task fill`` on a 10 s fi
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the card's)")
     p.add_argument("--fill-sigma", type=float, default=None, help="start noise level (default: the card's)")
     p.add_argument("--blend", type=float, default=None, help="share of the network's correction (default: the card's)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the card's)")
+    p.add_argument("--min-model-ms", type=float, default=None, help="shorter gaps keep the AR guess (default: card)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "audio")
     p.add_argument("--split", choices=["val", "train"], default="val",
@@ -134,7 +137,7 @@ def main() -> None:
     p.add_argument("--no-declip", action="store_true")
     p.add_argument("--no-process", action="store_true", help="skip the whole-process timing")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("RESTORE_THREADS", "2")))
     with single_threaded_blas():
         run(args)
 
@@ -145,10 +148,15 @@ def run(args: argparse.Namespace) -> None:
         model = replace(model, fill_sigma=args.fill_sigma)
     if args.blend is not None:
         model = replace(model, blend=args.blend)
+    if args.eta is not None:
+        model = replace(model, eta=args.eta)
+    if args.min_model_ms is not None:
+        model = replace(model, min_model_ms=args.min_model_ms)
     cfg = replace(InpaintConfig(data_dir=str(args.data)), noise_prob=0.0)
     examples = Examples(args.data, args.split, np.random.default_rng(2026), cfg)
     print(f"model {args.weights.name} v{model.version}: steps {args.steps or model.default_steps}, "
-          f"fill_sigma {model.fill_sigma}, blend {model.blend}; {args.n} gaps per cell; "
+          f"fill_sigma {model.fill_sigma}, eta {model.eta}, blend {model.blend}, min_model_ms {model.min_model_ms}; "
+          f"{args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
     print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -252,3 +252,22 @@ def test_fill_samples_without_model_is_the_ar_baseline():
 def test_shipped_inpaint_model_loads_with_its_card():
     model = load_inpaint_model()
     assert model.net.config.cond_channels == 3 and 0 < model.fill_sigma <= 2 and model.default_steps >= 1
+
+
+def test_short_gaps_keep_the_ar_guess_and_blend_scales_the_correction(tiny_inpaint_model):
+    from dataclasses import replace
+
+    model = load_inpaint_model(tiny_inpaint_model)
+    x = harmonic(1.0, 16000)
+    known = np.ones(x.size, bool)
+    known[3000:3320] = False  # 20 ms
+    known[9000:10600] = False  # 100 ms
+    observed = np.where(known, x, 0.0)
+    ar_only = fill_samples(None, observed, known)
+    gen = __import__("torch").Generator
+    full = fill_samples(replace(model, min_model_ms=30.0), observed, known, generator=gen().manual_seed(0))
+    half = fill_samples(replace(model, min_model_ms=30.0, blend=0.5), observed, known, generator=gen().manual_seed(0))
+    assert np.array_equal(full[3000:3320], ar_only[3000:3320])  # shorter than 30 ms: AR alone
+    assert not np.allclose(full[9000:10600], ar_only[9000:10600])
+    np.testing.assert_allclose(half[9000:10600] - ar_only[9000:10600],
+                               0.5 * (full[9000:10600] - ar_only[9000:10600]), atol=1e-9)

@@ -98,6 +98,7 @@ class InpaintConfig:
     inference_steps: int = 1  # card defaults, chosen on the validation split
     fill_sigma: float = 0.3
     blend: float = 1.0  # share of the network's correction added to the AR guess (card; calibrated)
+    min_model_ms: float = 0.0  # shorter unknown runs keep the AR guess (card; calibrated)
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
 
     def __post_init__(self) -> None:

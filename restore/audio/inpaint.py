@@ -9,8 +9,10 @@
 The AR guess is exact on the known samples and continuous at the gap edges; the network adds
 what AR cannot extrapolate (energy and harmonics deep inside longer gaps). The refinement fades in
 over :data:`TAPER_SECONDS` from each edge so the joins stay smooth, and every known sample is
-copied from the input bit for bit. ``blend`` (model card) scales the correction: it is chosen on
-training-source crops to trade gap SNR (which a generated fill lowers) against spectral distance. For clipped runs the result is projected on ``|x| >= level``.
+copied from the input bit for bit. ``blend`` (model card) scales the correction, and runs shorter
+than ``min_model_ms`` keep the AR guess (a few STFT frames are too coarse to improve on it): both
+are chosen on training-source crops to trade gap SNR (which a generated fill lowers) against
+spectral distance. For clipped runs the result is projected on ``|x| >= level``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class InpaintModel:
     bf16: bool
     fill_sigma: float  # noise level (model units) the reverse process starts from, from the card
     blend: float = 1.0  # share of the network's correction added to the AR guess, from the card
+    min_model_ms: float = 0.0  # unknown runs shorter than this keep the AR guess alone, from the card
+    eta: float = 0.0  # DDIM stochasticity (0: deterministic, 1: ancestral-like), from the card
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -60,6 +64,8 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
         bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
         fill_sigma=float(extra.get("fill_sigma", 0.3)),
         blend=float(extra.get("blend", 1.0)),
+        min_model_ms=float(extra.get("min_model_ms", 0.0)),
+        eta=float(extra.get("eta", 0.0)),
     )
 
 
@@ -84,6 +90,19 @@ def condition(guess: torch.Tensor, known: torch.Tensor, scale: torch.Tensor) -> 
     spec = spectral.to_spec(guess, scale=scale).values
     share = frame_mask(known)[..., : spec.shape[-1]]
     return torch.cat([spec, share.expand(-1, 1, spec.shape[2], -1)], dim=1)
+
+
+def correction_weight(model: InpaintModel, known: np.ndarray, sr: int) -> np.ndarray:
+    """Per-sample weight of the network's correction: ``blend`` times the edge taper inside unknown
+    runs of at least ``min_model_ms``, 0 elsewhere (short runs keep the AR guess)."""
+    weight = model.blend * edge_taper(known, int(TAPER_SECONDS * sr))
+    shortest = model.min_model_ms * sr / 1000
+    if shortest > 0:
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~known).astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a < shortest:
+                weight[a:b] = 0.0
+    return weight
 
 
 def edge_taper(known: np.ndarray, width: int) -> np.ndarray:
@@ -111,7 +130,7 @@ def refine(model: InpaintModel, guess: torch.Tensor, known: torch.Tensor, *, ste
             return net(x_t, t, c).float()
 
     x0 = sample_ddim(denoiser, x, schedule.inference_timesteps(steps, start=t_star), schedule, cond=cond,
-                     generator=generator)
+                     eta=model.eta, generator=generator)
     return spectral.from_spec(x0, scale, guess.shape[-1])
 
 
@@ -159,7 +178,7 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
         refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
                          steps=steps, generator=generator)[0].double().numpy()
         correction = _resample(refined - low, spectral.MODEL_SR, sr, samples.size)
-        out = guess + model.blend * edge_taper(known, int(TAPER_SECONDS * sr)) * correction
+        out = guess + correction_weight(model, known, sr) * correction
     if clipped:
         out = ar.project_clipped(out, ~known, np.where(known, 0.0, levels))
     result = samples.copy()

@@ -200,7 +200,8 @@ def restore_audio(
     def weighted(pairs: list[tuple[float, int]]) -> float:
         return float(np.average([p[0] for p in pairs], weights=[p[1] for p in pairs]))
 
-    metrics: dict = {"clipped_samples": clipped}
+    metrics: dict = {"clipped_samples": clipped, "filled_regions": len(regions),
+                     "filled_seconds": sum(r.stop - r.start for r in regions) / info.sr}
     if denoise:
         metrics |= {"estimated_snr_db_before": weighted(snr_before), "estimated_snr_db_after": weighted(snr_after)}
     elif snr_probe is not None:
