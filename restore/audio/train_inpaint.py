@@ -118,7 +118,7 @@ class Examples:
 
 def make_batch(examples: Examples, cfg: InpaintConfig, n: int) -> dict[str, torch.Tensor]:
     rows = [examples.example(n) for _ in range(cfg.batch_size)]
-    guesses = [inpaint.first_guess(d.astype(np.float64), k, c) for _, d, k, c in rows]
+    guesses = [inpaint.first_guess(d.astype(np.float64), k, c, training=True) for _, d, k, c in rows]
     return {
         "target": torch.from_numpy(np.stack([r[0] for r in rows])).float(),
         "guess": torch.from_numpy(np.stack(guesses)).float(),
@@ -189,7 +189,9 @@ def model_config(cfg: InpaintConfig) -> UNetConfig:
              "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
              "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits",
                              "clipping": f"constrained LSAR, order {inpaint.DECLIP_AR_ORDER}, "
-                                         f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits"}}
+                                         f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits "
+                                         f"(training: order {inpaint.TRAIN_DECLIP_AR_ORDER}, "
+                                         f"{inpaint.TRAIN_DECLIP_PASSES} passes)"}}
     return replace(cfg.model, extra=extra)
 
 
