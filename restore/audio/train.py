@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -188,25 +188,60 @@ def _load_checkpoint(run: Path, net, ema, opt) -> dict | None:
     return json.loads((run / "checkpoint.json").read_text())
 
 
-def main(config_path: Path) -> Path:
-    """Train (or resume) as configured; returns the path of the written weights."""
-    cfg = load_config(config_path)
+@dataclass
+class Run:
+    """A training run's network, EMA copy, optimiser, resumable state and random generators."""
+
+    folder: Path
+    net: UNetDenoiser
+    ema: UNetDenoiser
+    opt: torch.optim.Optimizer
+    state: dict  # step, elapsed seconds, validation history, numpy RNG state
+    rng: np.random.Generator
+    gen: torch.Generator
+
+
+def start_run(cfg, net_cfg: UNetConfig) -> Run:
+    """Build (or resume from ``cfg.run_dir``) a run; shared by the audio trainers.
+
+    ``cfg`` needs ``threads``, ``data_dir``, ``run_dir``, ``seed`` and ``lr``.
+    """
     torch.set_num_threads(cfg.threads)
-    data_dir, run = Path(cfg.data_dir), Path(cfg.run_dir)
+    data_dir, folder = Path(cfg.data_dir), Path(cfg.run_dir)
     if not (data_dir / "manifest.json").is_file():
         raise FileNotFoundError(f"no prepared audio data in {data_dir}: run `restore data prepare --out data/` first")
-    run.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model_cfg = model_config(cfg)
-    net, ema = UNetDenoiser(model_cfg), UNetDenoiser(model_cfg)
+    net, ema = UNetDenoiser(net_cfg), UNetDenoiser(net_cfg)
     ema.load_state_dict(net.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    state = _load_checkpoint(run, net, ema, opt) or {"step": 0, "elapsed": 0.0, "history": [],
-                                                     "rng": np.random.default_rng(cfg.seed).bit_generator.state}
+    state = _load_checkpoint(folder, net, ema, opt) or {"step": 0, "elapsed": 0.0, "history": [],
+                                                        "rng": np.random.default_rng(cfg.seed).bit_generator.state}
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
-    gen = torch.Generator().manual_seed(cfg.seed + state["step"])
+    return Run(folder, net, ema, opt, state, rng, torch.Generator().manual_seed(cfg.seed + state["step"]))
+
+
+def update(run: Run, loss: torch.Tensor, ema_decay: float) -> None:
+    """One optimiser step (gradients clipped to norm 1) and the EMA update, warmed up over the first steps."""
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
+    run.opt.step()
+    step = run.state["step"]
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, p in zip(run.ema.parameters(), run.net.parameters()):
+            pe.lerp_(p, 1 - decay)
+
+
+def main(config_path: Path) -> Path:
+    """Train (or resume) as configured; returns the path of the written weights."""
+    cfg = load_config(config_path)
+    run = start_run(cfg, model_config(cfg))
+    net, ema, opt, state, rng, gen = run.net, run.ema, run.opt, run.state, run.rng, run.gen
+    data_dir = Path(cfg.data_dir)
     train = Mixtures(data_dir, "train", rng, cfg)
     val = validation_set(cfg)
     n_samples = (cfg.crop_frames - 1) * spectral.HOP
@@ -223,14 +258,7 @@ def main(config_path: Path) -> Path:
         with autocast(x_t.device, cfg.bf16):
             x0_hat = net(x_t, t, cond)
         loss = (edm_weight(net, t, x0) * (x0_hat.float() - x0).pow(2)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        decay = min(cfg.ema_decay, (1 + state["step"]) / (10 + state["step"]))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1 - decay)
+        update(run, loss, cfg.ema_decay)
         state["step"] += 1
         state["elapsed"] += time.monotonic() - tick
         losses.append(loss.item())
@@ -248,7 +276,7 @@ def main(config_path: Path) -> Path:
             _export(ema, cfg, state)
         if state["step"] % cfg.checkpoint_every == 0 or last:
             state["rng"] = rng.bit_generator.state
-            _save_checkpoint(run, net, ema, opt, state)
+            _save_checkpoint(run.folder, net, ema, opt, state)
     bar.close()
     return Path(cfg.weights)
 

@@ -29,7 +29,7 @@ from restore.audio import inpaint, spectral
 from restore.audio.config import InpaintConfig
 from restore.audio.degrade import add_noise_at_snr
 from restore.audio.metrics import gap_lsd, gap_snr
-from restore.audio.train import _load_checkpoint, _save_checkpoint, edm_weight, learning_rate
+from restore.audio.train import _save_checkpoint, edm_weight, learning_rate, start_run, update
 from restore.device import autocast, single_threaded_blas
 from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
 from restore.weights import save_model
@@ -224,23 +224,9 @@ def main(config_path: Path) -> Path:
 
 
 def _train(cfg: InpaintConfig) -> Path:
-    torch.set_num_threads(cfg.threads)
-    data_dir, run = Path(cfg.data_dir), Path(cfg.run_dir)
-    if not (data_dir / "manifest.json").is_file():
-        raise FileNotFoundError(f"no prepared audio data in {data_dir}: run `restore data prepare --out data/` first")
-    run.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    net_cfg = model_config(cfg)
-    net, ema = UNetDenoiser(net_cfg), UNetDenoiser(net_cfg)
-    ema.load_state_dict(net.state_dict())
-    ema.requires_grad_(False)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    state = _load_checkpoint(run, net, ema, opt) or {"step": 0, "elapsed": 0.0, "history": [],
-                                                     "rng": np.random.default_rng(cfg.seed).bit_generator.state}
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state["rng"]
-    gen = torch.Generator().manual_seed(cfg.seed + state["step"])
-    train = Examples(data_dir, "train", rng, cfg)
+    run = start_run(cfg, model_config(cfg))
+    net, ema, opt, state, rng, gen = run.net, run.ema, run.opt, run.state, run.rng, run.gen
+    train = Examples(Path(cfg.data_dir), "train", rng, cfg)
     val = validation_set(cfg)
     baseline = validate(None, val)
     print(f"audio inpainter: {count_parameters(net) / 1e6:.2f} M parameters, resuming at step {state['step']}; "
@@ -259,14 +245,7 @@ def _train(cfg: InpaintConfig) -> Path:
             x0_hat = net(x_t, t, cond)
         frame_weight = 1 + cfg.gap_loss_weight * (cond[:, 2:3] > 0).float()
         loss = (edm_weight(net, t, x0) * frame_weight * (x0_hat.float() - x0).pow(2)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        decay = min(cfg.ema_decay, (1 + state["step"]) / (10 + state["step"]))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1 - decay)
+        update(run, loss, cfg.ema_decay)
         state["step"] += 1
         state["elapsed"] += time.monotonic() - tick
         losses.append(loss.item())
@@ -285,6 +264,6 @@ def _train(cfg: InpaintConfig) -> Path:
             _export(ema, cfg, state)
         if state["step"] % cfg.checkpoint_every == 0 or last:
             state["rng"] = rng.bit_generator.state
-            _save_checkpoint(run, net, ema, opt, state)
+            _save_checkpoint(run.folder, net, ema, opt, state)
     bar.close()
     return Path(cfg.weights)
