@@ -51,22 +51,6 @@ def load_info(path: Path) -> AudioInfo:
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
 
 
-def scan_samples(info: AudioInfo) -> float:
-    """Stream through the whole file once; return its peak. NaN/Inf or an all-silent file is an InputError."""
-    peak = 0.0
-    try:
-        with sf.SoundFile(str(info.path)) as f:
-            for block in f.blocks(blocksize=SCAN_FRAMES, dtype="float32", always_2d=True):
-                if not np.isfinite(block).all():
-                    raise InputError(f"{info.path.name} contains NaN or infinite samples")
-                peak = max(peak, float(np.abs(block).max(initial=0.0)))
-    except sf.LibsndfileError as e:
-        raise InputError(f"cannot decode {info.path.name} ({e})") from None
-    if peak < SILENCE_PEAK:
-        raise InputError(f"{info.path.name} is silent (peak {peak:.2g} < {SILENCE_PEAK:g}): nothing to restore")
-    return peak
-
-
 def read_block(info: AudioInfo, start: int, stop: int) -> np.ndarray:
     """Samples ``[start, stop)`` as ``(stop - start, channels)`` float32."""
     with sf.SoundFile(str(info.path)) as f:

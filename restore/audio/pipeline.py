@@ -8,7 +8,7 @@
 ``task``: ``fill`` and ``declip`` change only the samples inside the regions they list (every
 other sample is copied from the input); ``denoise`` only denoises; ``auto`` (default) fills and
 declips whatever it detects and denoises when the file's estimated SNR is below the denoiser's
-clean threshold.
+clean threshold and its noise floor is smooth (:func:`_needs_denoising`).
 """
 
 from __future__ import annotations
