@@ -139,9 +139,14 @@ def clip_levels(x: np.ndarray) -> tuple[float | None, float | None]:
         at = runs(x == extreme)
         long = at[(at[:, 1] - at[:, 0]) >= MIN_CLIP_RUN]
         count = int((long[:, 1] - long[:, 0]).sum()) if long.size else 0
-        full = sign * extreme >= FULL_SCALE
-        levels.append(extreme if count and (full or count >= PLATEAU_MIN_SAMPLES) else None)
+        levels.append(extreme if is_clip_level(extreme, count) else None)
     return levels[0], levels[1]
+
+
+def is_clip_level(level: float, count: int) -> bool:
+    """A channel extreme held for ``count`` samples (in runs >= :data:`MIN_CLIP_RUN`) is a clip level
+    when it is full scale or a plateau of >= :data:`PLATEAU_MIN_SAMPLES` samples."""
+    return count > 0 and (abs(level) >= FULL_SCALE or count >= PLATEAU_MIN_SAMPLES)
 
 
 def find_clipped(x: np.ndarray, levels: tuple[float | None, float | None], channel: int = 0,

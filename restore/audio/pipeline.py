@@ -13,6 +13,7 @@ clean threshold and its noise floor is smooth (:func:`_needs_denoising`).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from statistics import median
@@ -34,6 +35,7 @@ from restore.audio.stream import plan_chunks, stream_chunks
 from restore.device import resolve_device, set_threads
 from restore.errors import InputError
 from restore.outputs import atomic_write, check_output_path, sidecar_path, write_sidecar
+from restore.weights import card_path
 
 CHUNK_SECONDS = 4.0  # measured: per-second cost grows with chunk length (mid-block attention)
 OVERLAP_SECONDS = 0.25
@@ -157,14 +159,17 @@ def restore_audio(
     def read(lo: int, hi: int) -> np.ndarray:
         return fills.patch(io.read_block(info, lo, hi), lo)
 
-    model = load_audio_model(Path(weights), device=dev)
+    # fill/declip never run the denoiser: its card's version is enough for the record
+    model = load_audio_model(Path(weights), device=dev) if task in ("auto", "denoise") else None
+    denoise_version = model.version if model else json.loads(card_path(Path(weights)).read_text())["version"]
     denoise, probe = (task == "denoise", None)
     if task == "auto":
         denoise, probe = _needs_denoising(info, read, model)
     steps_used = (model.default_steps if steps is None else steps) if denoise else None
     # a declipped peak above full scale cannot be stored in fixed point: scale the whole output down
     bounded = fmt.is_integer or fmt.format in ("OGG", "MP3")
-    gain = min(1.0, 0.999 / fills.peak()) if bounded and fills.peak() > 1.0 else 1.0
+    peak = fills.peak()
+    gain = min(1.0, 0.999 / peak) if bounded and peak > 1.0 else 1.0
 
     chunks = plan_chunks(info.frames, int(chunk_seconds * info.sr), int(OVERLAP_SECONDS * info.sr))
     t_stars: list[int] = []
@@ -224,7 +229,7 @@ def restore_audio(
         "input": {"path": str(input_path), "sha256": sha256_of(input_path), "sr": info.sr, "channels": info.channels,
                   "format": info.format, "subtype": info.subtype, "seconds": info.seconds},
         "output": str(output_path),
-        "model": {"name": MODEL_NAME, "version": model.version, "used": denoise},
+        "model": {"name": MODEL_NAME, "version": denoise_version, "used": denoise},
         "inpaint_model": ({"name": INPAINT_NAME, "version": inpainter.version} if inpainter else
                           {"name": "lsar", "version": "janssen-ar"}) if regions else None,
         "regions": {

@@ -97,8 +97,7 @@ def _confirmed_clipping(candidates: list[gaps.Region]) -> list[gaps.Region]:
     out = []
     for key in {(r.channel, r.level) for r in candidates}:
         runs = [r for r in candidates if (r.channel, r.level) == key]
-        count = sum(r.stop - r.start for r in runs)
-        if abs(key[1]) >= gaps.FULL_SCALE or count >= gaps.PLATEAU_MIN_SAMPLES:
+        if gaps.is_clip_level(key[1], sum(r.stop - r.start for r in runs)):
             out += runs
     return out
 
@@ -160,13 +159,20 @@ def _fill_regions(info: io.AudioInfo, regions: list[gaps.Region], model: Inpaint
                   steps: int | None, progress: bool) -> Fills:
     fills = Fills()
     planned = list(jobs(regions, info.sr, info.frames))
+    # per channel, regions by start: a job's window finds its regions by bisection, not by a scan
+    by_channel: dict[int, list[gaps.Region]] = {}
+    for r in sorted(regions, key=lambda r: r.start):
+        by_channel.setdefault(r.channel, []).append(r)
+    starts = {c: np.array([r.start for r in rs]) for c, rs in by_channel.items()}
+    longest = {c: max(r.stop - r.start for r in rs) for c, rs in by_channel.items()}
     bar = tqdm(total=len(planned), unit="gap", desc=f"fill {info.path.name}", disable=not progress or not planned)
     for i, (c, lo, hi, group) in enumerate(planned):
         x = io.read_block(info, lo, hi)[:, c].astype(np.float64)
         known = np.isfinite(x)
         levels = np.zeros_like(x)
-        for r in regions:  # every region of this channel inside the window is unknown here
-            if r.channel == c and r.start < hi and r.stop > lo:
+        first, last = np.searchsorted(starts[c], [lo - longest[c], hi])
+        for r in by_channel[c][first:last]:  # every region of this channel inside the window is unknown here
+            if r.stop > lo:
                 a, b = max(r.start, lo) - lo, min(r.stop, hi) - lo
                 known[a:b] = False
                 levels[a:b] = r.level
