@@ -10,7 +10,7 @@ from restore.mri.data import load_source
 from restore.mri.denoise import denoise_volume
 from restore.mri.fill import fill_slices, interpolate_missing
 from restore.mri.noise import add_rician_noise, estimate_rician_sigma
-from restore.mri.pipeline import DEFAULT_FILL_MODEL, DEFAULT_MODEL, FILL_STEPS, cached_model
+from restore.mri.pipeline import DEFAULT_FILL_MODEL, DEFAULT_MODEL, FILL_ENSEMBLE, FILL_STEPS, cached_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +39,15 @@ def test_mri_fill_beats_linear_interpolation_on_held_out_volume(held_out):
     known[missing] = False
     gappy = held_out.copy()
     gappy[:, :, missing] = 0
-    filled = fill_slices(gappy, missing, 0.0, model, steps=FILL_STEPS)
+    single = fill_slices(gappy, missing, 0.0, model, steps=FILL_STEPS)
+    filled = fill_slices(gappy, missing, 0.0, model, steps=FILL_STEPS, ensemble=FILL_ENSEMBLE)
     linear = np.moveaxis(interpolate_missing(np.moveaxis(held_out, 2, 0), known), 0, 2)
     sel = filled.filled & head_mask(held_out)
     assert np.array_equal(filled.data[:, :, known], held_out[:, :, known])
-    assert psnr(held_out, filled.data, mask=sel, data_range=1.0) > psnr(held_out, linear, mask=sel, data_range=1.0)
+    score = {name: psnr(held_out, out, mask=sel, data_range=1.0)
+             for name, out in (("linear", linear), ("single", single.data), ("ensemble", filled.data))}
+    assert score["ensemble"] > score["linear"] + 2.0, score  # 32.7 vs 29.7 dB when measured
+    assert score["ensemble"] > score["single"], score  # averaging fills moves towards the posterior mean
 
 
 def test_audio_inpainter_beats_ar_on_lsd_and_keeps_its_snr():
