@@ -1,12 +1,16 @@
 """How the batch flow scales with workers: 20 small files with 1 and with 2 workers.
 
-    .venv/bin/python bench/batch_scaling.py [--kind mri|audio] [--files 20] [--runs 1x2 1x1 2x1] [--runner dask|local]
+    .venv/bin/python bench/batch_scaling.py [--kind mri|audio] [--files 20] [--whole] [--runs 1x2 1x1 2x1] [--runner local dask]
 
 A run ``WxT`` uses W workers (files at once) with T torch threads each: ``1x2`` is one file at a
 time using both cores, ``1x1`` one single-threaded worker, ``2x1`` two single-threaded workers.
+``2x1`` against ``1x1`` is the scaling of the flow itself (what orchestration leaves of a second
+worker); ``2x1`` against ``1x2`` is what `restore batch --workers 2` gains over `--workers 1`, whose
+one file already runs torch on both cores. The speed-up column is against each runner's first run.
 
 The files are crops of sample_data (MRI: 64x64x16 voxels of t1_noisy; audio: 2 s clips of
-speech_noisy, each from a different offset). One Prefect API server is started for the whole
+speech_noisy, each from a different offset), or with ``--whole`` copies of the sample files
+themselves (MRI 80x96x72, audio 4.5 s). One Prefect API server is started for the whole
 benchmark (as `restore serve` would provide), so the times below are the batch flow itself:
 Dask cluster start, one task per file, summary and report. Every run uses --no-resume, so every
 file is restored. Prints a markdown table; the machine should be otherwise idle for a fair number.
@@ -25,10 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def make_inputs(kind: str, n: int, folder: Path) -> list[Path]:
+def make_inputs(kind: str, n: int, folder: Path, whole: bool = False) -> list[Path]:
+    import shutil
+
     import numpy as np
 
     folder.mkdir(parents=True, exist_ok=True)
+    if whole:  # copies of the sample file itself (MRI 80x96x72 at 2 mm, audio 4.5 s at 16 kHz)
+        source = ROOT / "sample_data" / ("t1_noisy.nii.gz" if kind == "mri" else "speech_noisy.wav")
+        suffix = ".nii.gz" if kind == "mri" else ".wav"
+        paths = [folder / f"file{i:02d}{suffix}" for i in range(n)]
+        for path in paths:
+            shutil.copyfile(source, path)
+        return paths
     if kind == "mri":
         from restore.mri.io import load_nifti, save_nifti
 
@@ -72,8 +85,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["mri", "audio"], default="mri")
     parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--whole", action="store_true", help="copies of the whole sample file instead of crops")
     parser.add_argument("--runs", nargs="+", default=["1x2", "1x1", "2x1"], help="WORKERSxTHREADS each")
-    parser.add_argument("--runner", choices=["dask", "local"], default="dask")
+    parser.add_argument("--runner", nargs="+", choices=["local", "dask"], default=["local", "dask"],
+                        help="runners to compare, each with every --runs entry")
     args = parser.parse_args()
 
     import flows  # noqa: F401 - Prefect defaults before Prefect is imported
@@ -81,26 +96,28 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="batch-scaling-"))
     folder = work / "in"
-    make_inputs(args.kind, args.files, folder)
+    make_inputs(args.kind, args.files, folder, args.whole)
     warmup = work / "warmup"
     make_inputs(args.kind, 1, warmup)
     rows = []
     with shared_api() as url:
-        print(f"Prefect API {url}; {args.files} {args.kind} files in {folder}; runner {args.runner}", flush=True)
-        run(warmup, work / "warmup-out", args.runner, 1, 1)  # untimed: page cache, first imports, DB tables
-        for spec in args.runs:
-            workers, threads = (int(v) for v in spec.split("x"))
-            result = run(folder, work / f"out{spec}", args.runner, workers, threads)
-            rows.append((workers, threads, result))
-            print(f"  {spec}: {result['wall']:.1f} s {result['counts']}", flush=True)
+        print(f"Prefect API {url}; {args.files} {args.kind} files in {folder}", flush=True)
+        for runner in args.runner:
+            run(warmup, work / f"warmup-{runner}", runner, 1, 1)  # untimed: page cache, first imports, DB tables
+            for spec in args.runs:
+                workers, threads = (int(v) for v in spec.split("x"))
+                result = run(folder, work / f"out-{runner}-{spec}", runner, workers, threads)
+                rows.append((runner, workers, threads, result))
+                print(f"  {runner} {spec}: {result['wall']:.1f} s {result['counts']}", flush=True)
     load = os.getloadavg()[0]
-    print(f"\n| workers x threads | batch wall (s) | mean s per file (in task) | speed-up vs {args.runs[0]} |")
-    print("|---|---|---|---|")
-    for workers, threads, result in rows:
-        print(f"| {workers} x {threads} | {result['wall']:.1f} | {result['file_seconds']:.2f} "
-              f"| {rows[0][2]['wall'] / result['wall']:.2f}x |")
+    print(f"\n| runner | workers x threads | batch wall (s) | mean s per file (in task) | speed-up vs {args.runs[0]} |")
+    print("|---|---|---|---|---|")
+    first = {runner: result["wall"] for runner, *_, result in reversed(rows)}
+    for runner, workers, threads, result in rows:
+        print(f"| {runner} | {workers} x {threads} | {result['wall']:.1f} | {result['file_seconds']:.2f} "
+              f"| {first[runner] / result['wall']:.2f}x |")
     print(f"\n{os.cpu_count()} cores; 1-min load average at the end: {load:.1f}")
-    failed = sum(r["counts"]["failed"] for _, _, r in rows)
+    failed = sum(r["counts"]["failed"] for *_, r in rows)
     return 1 if failed else 0
 
 

@@ -139,75 +139,103 @@ def markdown_summary(results: list[FileResult], report: Path | None = None) -> s
 
 
 # ---------------------------------------------------------------- pictures
+# Drawn as arrays and written with Pillow, not matplotlib figures: a figure cost 1.4 s per file under
+# load, more than restoring a small file, and it holds the GIL, so pictures serialised a threaded batch.
+
+TILE_PX = 200  # longest side of one MRI slice or the width of a spectrogram, in pixels
+GAP_PX = 4
+LABEL_PX = 16  # height of a text line
+
+
+def _lut(cmap: str) -> np.ndarray:
+    from matplotlib import colormaps  # colour tables only; no pyplot, no figure
+
+    return (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _colour(image: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
+    """(H, W) values -> (H, W, 3) uint8 through ``cmap`` over [lo, hi]."""
+    scaled = (np.nan_to_num(image, nan=lo) - lo) / ((hi - lo) or 1.0)
+    return _lut(cmap)[np.clip(scaled * 255.0, 0, 255).astype(np.uint8)]
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of the first two axes."""
+    rows = np.minimum((np.arange(height) + 0.5) * image.shape[0] / height, image.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * image.shape[1] / width, image.shape[1] - 1).astype(int)
+    return image[rows][:, cols]
 
 
 def _middle_slices(volume: np.ndarray) -> list[np.ndarray]:
-    """Middle sagittal, coronal and axial slices of a (X, Y, Z[, ...]) volume (first volume if 4D)."""
+    """Middle sagittal, coronal and axial slices of a (X, Y, Z[, ...]) volume (first volume if 4D),
+    rotated so that superior / anterior is up."""
     v = volume.reshape(volume.shape[:3] + (-1,))[..., 0] if volume.ndim > 3 else volume
     x, y, z = (s // 2 for s in v.shape[:3])
     return [np.rot90(v[x, :, :]), np.rot90(v[:, y, :]), np.rot90(v[:, :, z])]
 
 
-def mri_figure(data_in: np.ndarray, data_out: np.ndarray, title: str,
-               voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)):
-    """3x3 figure: rows input, output, difference (output - input); columns three orthogonal slices,
-    drawn with the voxel size's aspect ratio."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [("input", data_in), ("output", data_out), ("difference", data_out - data_in)]
-    lo, hi = np.percentile(data_in, [1, 99.5])
-    span = float(np.percentile(np.abs(data_out - data_in), 99.5)) or 1.0
+def mri_tiles(data_in: np.ndarray, data_out: np.ndarray,
+              voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[list[np.ndarray]]:
+    """3x3 RGB tiles: rows input, output, difference (output - input, blue-white-red); columns the
+    sagittal, coronal and axial middle slices, scaled to the voxel size's aspect ratio."""
+    lo, hi = (float(v) for v in np.percentile(data_in, [1, 99.5]))
+    diff = data_out - data_in
+    span = float(np.percentile(np.abs(diff), 99.5)) or 1.0
     zx, zy, zz = voxel_mm
-    aspects = (zz / zy, zz / zx, zy / zx)  # rows/cols of the rotated sagittal, coronal, axial slices
-    # fixed margins: constrained_layout re-measures every label and doubled the time per picture
-    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.5), gridspec_kw={"left": 0.06, "right": 0.99, "bottom": 0.01,
-                                                                    "top": 0.9, "wspace": 0.05, "hspace": 0.12})
-    for i, (label, volume) in enumerate(rows):
-        for j, (plane, sl) in enumerate(zip(("sagittal", "coronal", "axial"), _middle_slices(volume))):
-            ax = axes[i, j]
-            if label == "difference":
-                ax.imshow(sl, cmap="RdBu_r", vmin=-span, vmax=span, aspect=aspects[j])
-            else:
-                ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, aspect=aspects[j])
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(plane)
-            if j == 0:
-                ax.set_ylabel(label)
-    fig.suptitle(title)
-    return fig
+    spacing = ((zz, zy), (zz, zx), (zy, zx))  # (row, column) mm of the rotated sagittal, coronal, axial slices
+    tiles = []
+    for volume, cmap, vmin, vmax in ((data_in, "gray", lo, hi), (data_out, "gray", lo, hi),
+                                     (diff, "RdBu_r", -span, span)):
+        row = []
+        for sl, (dr, dc) in zip(_middle_slices(volume), spacing):
+            height_mm, width_mm = sl.shape[0] * dr, sl.shape[1] * dc
+            scale = TILE_PX / max(height_mm, width_mm)
+            row.append(_resize(_colour(sl, cmap, vmin, vmax), max(1, round(height_mm * scale)),
+                               max(1, round(width_mm * scale))))
+        tiles.append(row)
+    return tiles
 
 
-def _spectrogram_db(samples: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _spectrogram_db(samples: np.ndarray, sr: int) -> np.ndarray:
+    """(frequency, frame) magnitude in dB of the channel mean, low frequencies in row 0."""
     from scipy.signal import stft
 
     mono = samples.mean(axis=1) if samples.ndim > 1 else samples
-    f, t, z = stft(mono, fs=sr, nperseg=512 if sr >= 16000 else 256)
-    return f, t, 20 * np.log10(np.abs(z) + 1e-8)
+    _, _, z = stft(mono, fs=sr, nperseg=512 if sr >= 16000 else 256)
+    return 20 * np.log10(np.abs(z) + 1e-8)
 
 
-def audio_figure(samples_in: np.ndarray, samples_out: np.ndarray, sr_in: int, sr_out: int, title: str):
-    """Spectrograms before (input) and after (output) on one dB colour scale."""
-    import matplotlib
+def audio_tiles(samples_in: np.ndarray, samples_out: np.ndarray, sr_in: int, sr_out: int) -> list[list[np.ndarray]]:
+    """Spectrograms before and after (one row each), low frequencies at the bottom, on one 80 dB
+    magma scale; each 3 * TILE_PX wide and 0-Nyquist of its own rate high."""
+    specs = [_spectrogram_db(samples_in, sr_in), _spectrogram_db(samples_out, sr_out)]
+    vmax = max(float(s.max()) for s in specs)
+    return [[_resize(_colour(s[::-1], "magma", vmax - 80.0, vmax), TILE_PX, 3 * TILE_PX)] for s in specs]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    specs = [("before", *_spectrogram_db(samples_in, sr_in)), ("after", *_spectrogram_db(samples_out, sr_out))]
-    vmax = max(float(s[3].max()) for s in specs)
-    fig, axes = plt.subplots(2, 1, figsize=(7.5, 5), sharex=True, gridspec_kw={
-        "left": 0.1, "right": 0.86, "bottom": 0.1, "top": 0.9, "hspace": 0.08})  # fixed: see mri_figure
-    for ax, (label, f, t, db) in zip(axes, specs):
-        mesh = ax.imshow(db, origin="lower", aspect="auto", extent=(t[0], t[-1], f[0] / 1000, f[-1] / 1000),
-                         vmin=vmax - 80, vmax=vmax, cmap="magma", interpolation="nearest")
-        ax.set_ylabel(f"{label}\nkHz")
-    axes[-1].set_xlabel("seconds")
-    fig.colorbar(mesh, cax=fig.add_axes((0.88, 0.1, 0.02, 0.8)), label="dB")
-    fig.suptitle(title)
-    return fig
+def mosaic(tiles: list[list[np.ndarray]], title: str, row_labels: list[str], column_labels: list[str]):
+    """One Pillow image: title, column labels, then the tiles on a grid with row labels on the left."""
+    from PIL import Image, ImageDraw
+
+    heights = [max(t.shape[0] for t in row) for row in tiles]
+    widths = [max(row[j].shape[1] for row in tiles) for j in range(len(tiles[0]))]
+    left, top = 80, 2 * LABEL_PX + GAP_PX
+    canvas = Image.new("RGB", (left + sum(widths) + GAP_PX * len(widths), top + sum(heights) + GAP_PX * len(heights)),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((GAP_PX, 1), title, fill="black")
+    y = top
+    for i, row in enumerate(tiles):
+        x = left
+        draw.text((GAP_PX, y + heights[i] // 2 - LABEL_PX // 2), row_labels[i], fill="black")
+        for j, tile in enumerate(row):
+            if i == 0 and column_labels:
+                draw.text((x, LABEL_PX + 1), column_labels[j], fill="black")
+            canvas.paste(Image.fromarray(np.ascontiguousarray(tile)), (x + (widths[j] - tile.shape[1]) // 2,
+                                                                         y + (heights[i] - tile.shape[0]) // 2))
+            x += widths[j] + GAP_PX
+        y += heights[i] + GAP_PX
+    return canvas
 
 
 def picture_path(result: FileResult, picture_dir: Path) -> Path:
@@ -228,18 +256,19 @@ def make_picture(result: FileResult, picture_dir: Path) -> Path | None:
 
         image_in = nib.load(result.input)
         zooms = tuple(float(z) for z in image_in.header.get_zooms()[:3])
-        fig = mri_figure(np.asarray(image_in.dataobj, dtype=np.float32),
-                         np.asarray(nib.load(result.output).dataobj, dtype=np.float32), title, zooms)
+        tiles = mri_tiles(np.asarray(image_in.dataobj, dtype=np.float32),
+                          np.asarray(nib.load(result.output).dataobj, dtype=np.float32), zooms)
+        image = mosaic(tiles, title, ["input", "output", "difference"], ["sagittal", "coronal", "axial"])
     else:
         import soundfile as sf
 
         samples_in, sr_in = sf.read(result.input, dtype="float32", always_2d=True)
         samples_out, sr_out = sf.read(result.output, dtype="float32", always_2d=True)
-        fig = audio_figure(samples_in, samples_out, sr_in, sr_out, title)
-    import matplotlib.pyplot as plt
-
-    atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=80))
-    plt.close(fig)
+        seconds = len(samples_in) / sr_in
+        tiles = audio_tiles(samples_in, samples_out, sr_in, sr_out)
+        image = mosaic(tiles, f"{title}: spectrogram, 0-{seconds:.1f} s, 0-{sr_in / 2000:g} kHz, 80 dB range",
+                       ["before", "after"], [])
+    atomic_write(target, lambda tmp: image.save(tmp, format="PNG"))
     return target
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -75,15 +76,23 @@ def test_pictures_mri_three_planes_and_audio_spectrograms(results, tmp_path):
     assert report.make_picture(results[0], pictures).stat().st_mtime_ns == mtime  # reused, not redrawn
 
 
-def test_mri_figure_shows_input_output_difference_in_three_planes():
-    import numpy as np
+def test_mri_tiles_show_input_output_difference_in_three_planes():
+    data = np.random.default_rng(0).integers(0, 100, size=(8, 10, 12)).astype(np.float32)
+    tiles = report.mri_tiles(data, data + 1)
+    assert [len(row) for row in tiles] == [3, 3, 3]
+    assert tiles[0][0].shape == (report.TILE_PX, round(report.TILE_PX * 10 / 12), 3)  # sagittal: z rows, y columns
+    assert tiles[1][2].mean() > tiles[0][2].mean()  # output = input + 1 on the input's grey scale: brighter
+    red = tiles[2][1].reshape(-1, 3)  # output - input = +1 everywhere: the red end of the difference scale
+    assert (red[:, 0] > red[:, 2]).all() and len(np.unique(red, axis=0)) == 1
 
-    data = np.zeros((8, 10, 12), np.float32)
-    fig = report.mri_figure(data, data + 1, "x")
-    assert len(fig.axes) == 9
-    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["input", "output", "difference"]
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["sagittal", "coronal", "axial"]
-    assert fig.axes[6].images[0].get_array().shape == (12, 10)  # sagittal slice of (8, 10, 12), rotated
+
+def test_picture_is_one_png_with_labels_in_the_margin(results, tmp_path):
+    from PIL import Image
+
+    picture = report.make_picture(results[0], tmp_path)
+    image = np.asarray(Image.open(picture).convert("RGB"))
+    assert image.shape[0] > 3 * report.TILE_PX * 0.5 and image.shape[1] > 3 * report.TILE_PX * 0.5
+    assert (image[:, :60] < 128).any()  # row labels drawn in the left margin
 
 
 def test_html_report_shows_failures_first_and_marks_better_and_worse(results, tmp_path):
@@ -107,8 +116,19 @@ def test_markdown_summary_lists_failures():
 
 
 def test_mri_slices_keep_the_voxel_aspect_ratio():
-    import numpy as np
-
     data = np.zeros((8, 10, 12), np.float32)
-    fig = report.mri_figure(data, data, "x", voxel_mm=(1.0, 1.0, 3.0))  # thick slices along z
-    assert [ax.get_aspect() for ax in fig.axes[:3]] == [3.0, 3.0, 1.0]
+    tiles = report.mri_tiles(data, data, voxel_mm=(1.0, 1.0, 3.0))  # thick slices along z
+    (sag, cor, axial) = (t.shape[:2] for t in tiles[0])
+    assert sag[0] / sag[1] == pytest.approx(36 / 10, rel=0.02)  # 12 slices of 3 mm against 10 of 1 mm
+    assert cor[0] / cor[1] == pytest.approx(36 / 8, rel=0.02)
+    assert axial[0] / axial[1] == pytest.approx(10 / 8, rel=0.02)
+
+
+def test_audio_tiles_put_low_frequencies_at_the_bottom():
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[:, None]
+    before, after = (row[0] for row in report.audio_tiles(tone, tone, sr, sr))
+    assert before.shape == (report.TILE_PX, 3 * report.TILE_PX, 3) and np.array_equal(before, after)
+    brightness = before.astype(float).sum(axis=(1, 2))
+    assert brightness.argmax() > 0.9 * report.TILE_PX  # 500 Hz of 8 kHz: near the bottom row
