@@ -21,6 +21,22 @@ from restore.device import set_threads
 CONCURRENCY_TAG = "restore-file"  # `restore serve --limit N` caps running files across all flows with it
 
 
+def limited(task_fn):
+    """``task_fn`` tagged with CONCURRENCY_TAG when the API has a limit on that tag, else as it is.
+
+    A tagged task asks the API for a concurrency slot before it runs. Without a limit that request
+    only costs time, and measured here it stalled a 20-file batch by ~2 s at a time (12 s vs 9 s)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_concurrency_limit_by_tag(CONCURRENCY_TAG)
+    except ObjectNotFound:
+        return task_fn
+    return task_fn.with_options(tags={CONCURRENCY_TAG})
+
+
 def retry_transient(task, task_run, state: State) -> bool:
     """Prefect retry condition: retry only errors :func:`restore.batch.is_transient` calls transient."""
     error = state.result(raise_on_failure=False)
@@ -28,7 +44,7 @@ def retry_transient(task, task_run, state: State) -> bool:
 
 
 @task(name="restore-one-file", task_run_name="restore {item.input.name}", retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_transient, cache_policy=NO_CACHE, tags=[CONCURRENCY_TAG])
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
 def restore_one(item: BatchItem, resume: bool, picture_dir: Path | None) -> FileResult:
     set_threads()  # RESTORE_THREADS: the cores this file may use while others are restored beside it
     result = batch.run_item(item, resume=resume)
@@ -43,7 +59,7 @@ def restore_one(item: BatchItem, resume: bool, picture_dir: Path | None) -> File
 def run_items(items: list[BatchItem], outdir: Path, *, resume: bool, progress: bool) -> list[FileResult]:
     """Submit one task per item and collect a FileResult for each, failures included, in item order."""
     picture_dir = Path(outdir) / report.PICTURES
-    futures = restore_one.map(items, resume=unmapped(resume), picture_dir=unmapped(picture_dir))
+    futures = limited(restore_one).map(items, resume=unmapped(resume), picture_dir=unmapped(picture_dir))
     item_of = {id(f): item for f, item in zip(futures, items)}
     results: dict[Path, FileResult] = {}
     bar = None
@@ -107,4 +123,4 @@ def restore_file(input_path: str, output_path: str, reference: str | None = None
     path = Path(input_path)
     item = BatchItem(input=path, output=Path(output_path), kind=api.kind_of(path),
                      reference=Path(reference) if reference else batch.reference_for(path), options=dict(options or {}))
-    return restore_one(item, resume, None).to_dict()
+    return limited(restore_one)(item, resume, None).to_dict()

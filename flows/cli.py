@@ -29,7 +29,7 @@ def batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=["local", "dask"], default="local",
                    help="local: threads in this process; dask: a Dask LocalCluster of processes (default: local)")
     p.add_argument("--workers", type=int, default=None,
-                   help="files restored at once (default: 1 for local, one per core for dask)")
+                   help="files restored at once (default: one per core, at most 4)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip files whose output and sidecar match the input, options and model (default); "
                         "--no-resume redoes every file")

@@ -109,6 +109,20 @@ def test_mixed_folder_done_corrupt_reported_rerun_skips(prefect_api, mixed, tmp_
     assert {p: p.stat().st_mtime_ns for p in out.glob("*_restored.*")} == mtimes
 
 
+def test_files_are_tagged_for_the_concurrency_limit_only_when_one_exists(prefect_api):
+    from prefect.client.orchestration import get_client
+
+    from flows.batch import CONCURRENCY_TAG, limited, restore_one
+
+    assert CONCURRENCY_TAG not in limited(restore_one).tags  # no limit: no slot request per file
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag=CONCURRENCY_TAG, concurrency_limit=4)
+        try:
+            assert CONCURRENCY_TAG in limited(restore_one).tags  # `restore serve --limit 4` caps every batch
+        finally:
+            client.delete_concurrency_limit_by_tag(CONCURRENCY_TAG)
+
+
 def test_transient_errors_are_retried(prefect_api, mixed, tmp_path, calls, monkeypatch):
     import flows.batch
 
@@ -312,3 +326,20 @@ def test_threads_per_file_share_the_idle_cores(workers, cores, load, threads):
     from flows.runners import threads_per_file
 
     assert threads_per_file(workers, cores=cores, load=load) == threads
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 2), (4, 4), (32, 4)])
+def test_default_workers_one_per_core_up_to_four(cores, workers):
+    from flows.runners import default_workers
+
+    assert default_workers("local", cores=cores) == workers == default_workers("dask", cores=cores)
+
+
+def test_dask_workers_keep_glibcs_dynamic_mmap_threshold():
+    """Dask's default MALLOC_TRIM_THRESHOLD_ doubled torch's time per volume in a worker."""
+    from distributed.nanny import _get_env_variables
+
+    from flows.runners import task_runner
+
+    task_runner("dask", 2)
+    assert "MALLOC_TRIM_THRESHOLD_" not in _get_env_variables("distributed.nanny.pre-spawn-environ")
