@@ -57,6 +57,7 @@ class InpaintModel:
     blend: float = 1.0  # share of the network's correction added to the AR guess, from the card
     min_model_ms: float = 0.0  # unknown runs shorter than this keep the AR guess alone, from the card
     eta: float = 0.0  # DDIM stochasticity (0: deterministic, 1: ancestral-like), from the card
+    taper_ms: float = TAPER_SECONDS * 1000  # the correction rises from 0 to full over this much of each edge, card
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -72,6 +73,7 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
         blend=float(extra.get("blend", 1.0)),
         min_model_ms=float(extra.get("min_model_ms", 0.0)),
         eta=float(extra.get("eta", 0.0)),
+        taper_ms=float(extra.get("taper_ms", TAPER_SECONDS * 1000)),
     )
 
 
@@ -103,7 +105,7 @@ def correction_weight(model: InpaintModel, known: np.ndarray, sr: int, clipped: 
     """Per-sample weight of the network's correction: ``blend`` times the edge taper inside unknown
     runs, 0 elsewhere; gap runs shorter than ``min_model_ms`` keep the AR guess (clipped runs, which
     are all short, always get the correction)."""
-    weight = model.blend * edge_taper(known, int(TAPER_SECONDS * sr))
+    weight = model.blend * edge_taper(known, int(model.taper_ms * sr / 1000))
     shortest = model.min_model_ms * sr / 1000
     if shortest > 0:
         edges = np.flatnonzero(np.diff(np.concatenate([[0], (~known).astype(np.int8), [0]])))
