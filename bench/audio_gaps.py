@@ -1,6 +1,7 @@
 """Gap filling and declipping on held-out speech and music: restore vs zero fill vs Janssen AR.
 
-    .venv/bin/python bench/audio_gaps.py [--n 12] [--steps K] [--fill-sigma S] [--weights W] [--no-declip]
+    .venv/bin/python bench/audio_gaps.py [--n 12] [--steps K] [--fill-sigma S] [--taper-ms T] [--highpass-hz H]
+                                         [--split val|train] [--weights W] [--no-declip]
 
 Data: ``restore data prepare`` output (``data/audio``): the held-out Russian Asterisk speaker
 (``val_speech``) and the held-out music tracks (``val_music``, :data:`restore.audio.data.VAL_MUSIC`),
@@ -130,6 +131,7 @@ def main() -> None:
     p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the card's)")
     p.add_argument("--min-model-ms", type=float, default=None, help="shorter gaps keep the AR guess (default: card)")
     p.add_argument("--taper-ms", type=float, default=None, help="edge taper of the correction (default: card)")
+    p.add_argument("--highpass-hz", type=float, default=None, help="keep AR below this in gaps (default: card)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "audio")
     p.add_argument("--split", choices=["val", "train"], default="val",
@@ -155,10 +157,12 @@ def run(args: argparse.Namespace) -> None:
         model = replace(model, min_model_ms=args.min_model_ms)
     if args.taper_ms is not None:
         model = replace(model, taper_ms=args.taper_ms)
+    if args.highpass_hz is not None:
+        model = replace(model, highpass_hz=args.highpass_hz)
     cfg = replace(InpaintConfig(data_dir=str(args.data)), noise_prob=0.0)
     examples = Examples(args.data, args.split, np.random.default_rng(2026), cfg)
     print(f"model {args.weights.name} v{model.version}: steps {args.steps or model.default_steps}, "
-          f"fill_sigma {model.fill_sigma}, eta {model.eta}, blend {model.blend}, min_model_ms {model.min_model_ms}, taper_ms {model.taper_ms}; "
+          f"fill_sigma {model.fill_sigma}, eta {model.eta}, blend {model.blend}, min_model_ms {model.min_model_ms}, taper_ms {model.taper_ms}, highpass_hz {model.highpass_hz}; "
           f"{args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
     print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")

@@ -249,6 +249,45 @@ def test_fill_samples_without_model_is_the_ar_baseline():
     assert np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=128, iterations=2))
 
 
+def test_highpass_keeps_the_ar_guess_below_its_cutoff_in_gaps(tiny_inpaint_model):
+    from dataclasses import replace
+
+    sr = 16000
+    x = harmonic(1.0, sr)
+    known = np.ones(x.size, bool)
+    known[6000:9200] = False  # 200 ms
+    observed = np.where(known, x, 0)
+    model = load_inpaint_model(tiny_inpaint_model)
+    base = fill_samples(None, observed, known)
+    full = fill_samples(model, observed, known) - base
+    high = fill_samples(replace(model, highpass_hz=1000.0, taper_ms=20.0), observed, known) - base
+    assert np.array_equal(high[known], np.zeros(known.sum()))  # known samples untouched either way
+
+    def low_share(d: np.ndarray) -> float:
+        power = np.abs(np.fft.rfft(d[~known])) ** 2
+        freqs = np.fft.rfftfreq(int((~known).sum()), 1 / sr)
+        return float(power[freqs < 500].sum() / power.sum())
+
+    assert low_share(full) > 0.2  # the random network's correction has plenty below 500 Hz
+    assert low_share(high) < 0.05  # after the high-pass the fill keeps AR's low band
+
+
+def test_clipped_runs_keep_the_short_taper_when_gaps_get_a_long_one():
+    from restore.audio.inpaint import InpaintModel, correction_weight
+
+    sr = 16000
+    known = np.ones(sr, bool)
+    known[1000:1064] = False  # a 4 ms clipped run
+    known[5000:8200] = False  # a 200 ms gap
+    clipped = np.zeros(sr, bool)
+    clipped[1000:1064] = True
+    model = InpaintModel(net=None, version="test", default_steps=1, bf16=False, fill_sigma=0.3, taper_ms=20.0)
+    weight = correction_weight(model, known, sr, clipped)
+    assert weight[1032] == pytest.approx(1.0, abs=0.01)  # 2 ms into the clipped run: full correction
+    assert weight[5032] < 0.05 and weight[5000 + 320] == pytest.approx(1.0, abs=0.01)  # gap: 20 ms ramp
+    assert not weight[known].any()
+
+
 def test_shipped_inpaint_model_loads_with_its_card():
     model = load_inpaint_model()
     assert model.net.config.cond_channels == 3 and 0 < model.fill_sigma <= 2 and model.default_steps >= 1

@@ -99,6 +99,8 @@ class InpaintConfig:
     fill_sigma: float = 0.3
     blend: float = 1.0  # share of the network's correction added to the AR guess (card; calibrated)
     min_model_ms: float = 0.0  # shorter unknown runs keep the AR guess (card; calibrated)
+    taper_ms: float = 2.0  # the correction rises to full over this much of each gap edge (card; calibrated)
+    highpass_hz: float = 0.0  # >0: gaps keep the AR guess below this frequency (card; calibrated)
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
 
     def __post_init__(self) -> None:
@@ -109,6 +111,8 @@ class InpaintConfig:
             (0 < self.gap_ms[0] < self.gap_ms[1], "gap_ms must be (low, high) with 0 < low < high"),
             (0 < self.clip_fraction[0] < self.clip_fraction[1] < 1, "clip_fraction must be within (0, 1)"),
             (0 < self.fill_sigma_range[0] < self.fill_sigma_range[1], "fill_sigma_range must be increasing"),
+            (self.taper_ms >= 0, "taper_ms must be >= 0"),
+            (0 <= self.highpass_hz < 8000, "highpass_hz must be in [0, 8000) (the model runs at 16 kHz)"),
             (self.model.data_channels == 2 and self.model.cond_channels == 3,
              "model needs data_channels = 2 (real/imag STFT) and cond_channels = 3 (+ missing share)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),

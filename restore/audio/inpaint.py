@@ -58,6 +58,7 @@ class InpaintModel:
     min_model_ms: float = 0.0  # unknown runs shorter than this keep the AR guess alone, from the card
     eta: float = 0.0  # DDIM stochasticity (0: deterministic, 1: ancestral-like), from the card
     taper_ms: float = TAPER_SECONDS * 1000  # the correction rises from 0 to full over this much of each edge, card
+    highpass_hz: float = 0.0  # >0: in gaps, the correction's content below this is dropped (AR kept there), card
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -74,6 +75,7 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
         min_model_ms=float(extra.get("min_model_ms", 0.0)),
         eta=float(extra.get("eta", 0.0)),
         taper_ms=float(extra.get("taper_ms", TAPER_SECONDS * 1000)),
+        highpass_hz=float(extra.get("highpass_hz", 0.0)),
     )
 
 
@@ -103,9 +105,13 @@ def condition(guess: torch.Tensor, known: torch.Tensor, scale: torch.Tensor) -> 
 
 def correction_weight(model: InpaintModel, known: np.ndarray, sr: int, clipped: np.ndarray | None = None) -> np.ndarray:
     """Per-sample weight of the network's correction: ``blend`` times the edge taper inside unknown
-    runs, 0 elsewhere; gap runs shorter than ``min_model_ms`` keep the AR guess (clipped runs, which
-    are all short, always get the correction)."""
-    weight = model.blend * edge_taper(known, int(model.taper_ms * sr / 1000))
+    runs (``taper_ms`` in gaps, :data:`TAPER_SECONDS` in clipped runs), 0 elsewhere; gap runs
+    shorter than ``min_model_ms`` keep the AR guess (clipped runs, which are all short, always get
+    the correction)."""
+    taper = edge_taper(known, int(model.taper_ms * sr / 1000))
+    if clipped is not None and clipped.any():  # clipped runs are a few ms: they keep the short taper
+        taper = np.where(clipped, edge_taper(known, int(TAPER_SECONDS * sr)), taper)
+    weight = model.blend * taper
     shortest = model.min_model_ms * sr / 1000
     if shortest > 0:
         edges = np.flatnonzero(np.diff(np.concatenate([[0], (~known).astype(np.int8), [0]])))
@@ -188,6 +194,12 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
         refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
                          steps=steps, generator=generator)[0].double().numpy()
         correction = _resample(refined - low, spectral.MODEL_SR, sr, samples.size)
+        if model.highpass_hz > 0:
+            from scipy.signal import butter, sosfiltfilt
+
+            high = sosfiltfilt(butter(4, model.highpass_hz, "highpass", fs=sr, output="sos"), correction)
+            gap = ~known if levels is None else (~known) & (levels == 0)
+            correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
         out = guess + correction_weight(model, known, sr, None if levels is None else levels != 0) * correction
     if clipped:
         out = ar.project_clipped(out, ~known, np.where(known, 0.0, levels))
