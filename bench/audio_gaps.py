@@ -132,6 +132,7 @@ def main() -> None:
     p.add_argument("--min-model-ms", type=float, default=None, help="shorter gaps keep the AR guess (default: card)")
     p.add_argument("--taper-ms", type=float, default=None, help="edge taper of the correction (default: card)")
     p.add_argument("--highpass-hz", type=float, default=None, help="keep AR below this in gaps (default: card)")
+    p.add_argument("--envelope-db", type=float, default=None, help="raise quiet gap frames by <= this (default: card)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "audio")
     p.add_argument("--split", choices=["val", "train"], default="val",
@@ -159,10 +160,12 @@ def run(args: argparse.Namespace) -> None:
         model = replace(model, taper_ms=args.taper_ms)
     if args.highpass_hz is not None:
         model = replace(model, highpass_hz=args.highpass_hz)
+    if args.envelope_db is not None:
+        model = replace(model, envelope_db=args.envelope_db)
     cfg = replace(InpaintConfig(data_dir=str(args.data)), noise_prob=0.0)
     examples = Examples(args.data, args.split, np.random.default_rng(2026), cfg)
     print(f"model {args.weights.name} v{model.version}: steps {args.steps or model.default_steps}, "
-          f"fill_sigma {model.fill_sigma}, eta {model.eta}, blend {model.blend}, min_model_ms {model.min_model_ms}, taper_ms {model.taper_ms}, highpass_hz {model.highpass_hz}; "
+          f"fill_sigma {model.fill_sigma}, eta {model.eta}, blend {model.blend}, min_model_ms {model.min_model_ms}, taper_ms {model.taper_ms}, highpass_hz {model.highpass_hz}, envelope_db {model.envelope_db}; "
           f"{args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
     print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")

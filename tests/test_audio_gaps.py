@@ -288,6 +288,31 @@ def test_clipped_runs_keep_the_short_taper_when_gaps_get_a_long_one():
     assert not weight[known].any()
 
 
+def test_match_envelope_raises_a_dull_gap_to_its_neighbours_high_band_and_never_lowers():
+    from scipy.signal import butter, sosfiltfilt
+
+    from restore.audio.inpaint import match_envelope
+
+    sr = 16000
+    rng = np.random.default_rng(4)
+    hiss = sosfiltfilt(butter(4, 3000, "highpass", fs=sr, output="sos"), 0.05 * rng.standard_normal(sr))
+    x = harmonic(1.0, sr) + hiss
+    known = np.ones(sr, bool)
+    known[7000:8600] = False  # 100 ms
+    dull = np.where(known, x, harmonic(1.0, sr) + 0.2 * hiss)  # the gap has the tone, its hiss 14 dB too quiet
+
+    def high_db(a: np.ndarray) -> float:
+        band = sosfiltfilt(butter(4, 3000, "highpass", fs=sr, output="sos"), a)[7400:8200]
+        return 10 * np.log10(np.mean(band**2))
+
+    raised = match_envelope(dull, known, sr, 1500.0, 20.0)
+    assert high_db(dull) < high_db(x) - 10  # the dull fill lacks most of the hiss
+    assert abs(high_db(raised) - high_db(x)) < 3  # raised to the neighbours' level
+    assert np.allclose(raised[:5000], dull[:5000], atol=1e-9)  # far from the gap nothing changes
+    loud = np.where(known, x, x + 10 * hiss)
+    assert high_db(match_envelope(loud, known, sr, 1500.0, 20.0)) == pytest.approx(high_db(loud), abs=0.1)
+
+
 def test_shipped_inpaint_model_loads_with_its_card():
     model = load_inpaint_model()
     assert model.net.config.cond_channels == 3 and 0 < model.fill_sigma <= 2 and model.default_steps >= 1

@@ -101,6 +101,7 @@ class InpaintConfig:
     min_model_ms: float = 0.0  # shorter unknown runs keep the AR guess (card; calibrated)
     taper_ms: float = 2.0  # the correction rises to full over this much of each gap edge (card; calibrated)
     highpass_hz: float = 0.0  # >0: gaps keep the AR guess below this frequency (card; calibrated)
+    envelope_db: float = 0.0  # >0: gap frames above highpass_hz raised towards their neighbours by <= this (card)
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
 
     def __post_init__(self) -> None:
@@ -113,6 +114,7 @@ class InpaintConfig:
             (0 < self.fill_sigma_range[0] < self.fill_sigma_range[1], "fill_sigma_range must be increasing"),
             (self.taper_ms >= 0, "taper_ms must be >= 0"),
             (0 <= self.highpass_hz < 8000, "highpass_hz must be in [0, 8000) (the model runs at 16 kHz)"),
+            (self.envelope_db >= 0, "envelope_db must be >= 0"),
             (self.model.data_channels == 2 and self.model.cond_channels == 3,
              "model needs data_channels = 2 (real/imag STFT) and cond_channels = 3 (+ missing share)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),

@@ -59,6 +59,7 @@ class InpaintModel:
     eta: float = 0.0  # DDIM stochasticity (0: deterministic, 1: ancestral-like), from the card
     taper_ms: float = TAPER_SECONDS * 1000  # the correction rises from 0 to full over this much of each edge, card
     highpass_hz: float = 0.0  # >0: in gaps, the correction's content below this is dropped (AR kept there), card
+    envelope_db: float = 0.0  # >0: gap frames above highpass_hz are raised towards the neighbours' level, by <= this
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -76,6 +77,7 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
         eta=float(extra.get("eta", 0.0)),
         taper_ms=float(extra.get("taper_ms", TAPER_SECONDS * 1000)),
         highpass_hz=float(extra.get("highpass_hz", 0.0)),
+        envelope_db=float(extra.get("envelope_db", 0.0)),
     )
 
 
@@ -201,8 +203,48 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
             gap = ~known if levels is None else (~known) & (levels == 0)
             correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
         out = guess + correction_weight(model, known, sr, None if levels is None else levels != 0) * correction
+        if model.envelope_db > 0:
+            gap = ~known if levels is None else (~known) & (levels == 0)
+            raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
+            out = np.where(gap, out + edge_taper(known, int(model.taper_ms * sr / 1000)) * (raised - out), out)
     if clipped:
         out = ar.project_clipped(out, ~known, np.where(known, 0.0, levels))
     result = samples.copy()
     result[~known] = out[~known].astype(samples.dtype)
     return result
+
+
+def match_envelope(x: np.ndarray, known: np.ndarray, sr: int, low_hz: float, max_db: float,
+                   context_frames: int = 3) -> np.ndarray:
+    """``x`` with the bins above ``low_hz`` of its frames that touch unknown samples raised (never
+    lowered, by at most ``max_db``) to the level of the nearest fully known frames on each side,
+    interpolated in log magnitude across the gap (32 ms Hann frames, hop 1/4).
+
+    A least-squares fill is too quiet in the high band, where nothing predicts the waveform; the
+    log-spectral distance punishes that hole, while the waveform error of a quiet high band is small.
+    """
+    n_fft = 2 ** int(np.ceil(np.log2(0.032 * sr)))
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    spec = torch.stft(torch.from_numpy(x.astype(np.float64)), n_fft, hop, window=window, return_complex=True)
+    mag = spec.abs().numpy()
+    centres = np.arange(mag.shape[1]) * hop
+    pad = np.pad(~known, n_fft // 2)  # frames are centred: frame k covers x[k hop - n_fft/2, k hop + n_fft/2)
+    touched = np.array([pad[c : c + n_fft].any() for c in centres])
+    full = ~touched
+    bins = np.fft.rfftfreq(n_fft, 1 / sr) >= low_hz
+    log_mag = np.log(mag + 1e-12)
+    gain = np.ones_like(mag)
+    idx = np.flatnonzero(full)
+    for k in np.flatnonzero(touched):
+        left, right = idx[idx < k][-context_frames:], idx[idx > k][:context_frames]
+        if not left.size or not right.size:
+            continue
+        a, b = left[-1], right[0]
+        w = (k - a) / (b - a)
+        target = (1 - w) * log_mag[:, left].mean(axis=1) + w * log_mag[:, right].mean(axis=1)
+        raise_by = np.clip(target - log_mag[:, k], 0.0, max_db * np.log(10) / 20)
+        gain[bins, k] = np.exp(raise_by[bins])
+    out = torch.istft(spec * torch.from_numpy(gain), n_fft, hop, window=window, length=x.size)
+    return out.numpy()
+

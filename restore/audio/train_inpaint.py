@@ -184,7 +184,7 @@ def validate(model: inpaint.InpaintModel | None, val: list[dict], steps: int | N
 def model_config(cfg: InpaintConfig) -> UNetConfig:
     extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "fill_sigma": cfg.fill_sigma,
              "blend": cfg.blend, "min_model_ms": cfg.min_model_ms, "taper_ms": cfg.taper_ms,
-             "highpass_hz": cfg.highpass_hz,
+             "highpass_hz": cfg.highpass_hz, "envelope_db": cfg.envelope_db,
              "bf16": cfg.bf16, "sr": SR, "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA,
              "beta": spectral.BETA,
              "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
@@ -257,7 +257,7 @@ def _train(cfg: InpaintConfig) -> Path:
         if state["step"] % cfg.val_every == 0 or last:
             model = inpaint.InpaintModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, cfg.fill_sigma,
                                          cfg.blend, cfg.min_model_ms, taper_ms=cfg.taper_ms,
-                                         highpass_hz=cfg.highpass_hz)
+                                         highpass_hz=cfg.highpass_hz, envelope_db=cfg.envelope_db)
             metrics = validate(model, val)
             state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
                                      "loss": float(np.mean(losses[-cfg.val_every:])), **metrics,
