@@ -76,8 +76,8 @@ def main() -> int:
     data_range = float(clean.max())
     methods = args.only or ["bm4d", "nlmeans", "restore"]
     print(f"held-out MNI152 T1, {clean.shape}, head mask {mask.mean():.0%} of voxels", flush=True)
-    print(f"| sigma (% p99.9) | method | PSNR head (dB) | SSIM head | time (s) |")
-    print(f"|---|---|---|---|---|")
+    print("| sigma (% p99.9) | method | PSNR head (dB) | SSIM head | time (s) |")
+    print("|---|---|---|---|---|")
     for pct in args.sigmas:
         sigma = pct / 100 * float(np.percentile(clean, 99.9))
         noisy = add_rician_noise(clean, sigma, np.random.default_rng(int(pct * 100)))

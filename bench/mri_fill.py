@@ -24,10 +24,10 @@ from scipy.interpolate import CubicSpline
 from restore.metrics.image import head_mask, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mri_denoise import ROOT, held_out_volume  # noqa: E402
+from mri_denoise import ROOT, held_out_volume
 
-from restore.mri.fill import interpolate_missing  # noqa: E402
-from restore.mri.noise import add_rician_noise  # noqa: E402
+from restore.mri.fill import interpolate_missing
+from restore.mri.noise import add_rician_noise
 
 
 def missing_pattern(n: int) -> list[int]:

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("restore: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the command line never shows a traceback by default
+    except Exception as e:  # the command line never shows a traceback by default
         if args.debug:
             raise
         print(f"restore: error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)

@@ -90,7 +90,7 @@ def test_consistency_keeps_known_samples_exactly(shape, schedule):
     g = torch.Generator().manual_seed(2)
     y = torch.randn(shape, generator=g)
     mask = torch.rand(shape, generator=g) > 0.5
-    wrong = lambda x_t, t, cond: torch.full_like(x_t, 7.0)  # noqa: E731
+    wrong = lambda x_t, t, cond: torch.full_like(x_t, 7.0)
     hook = known_region_consistency(y, mask, schedule, generator=g)
     x = start_from_observation(y, 0.0, 400, schedule, generator=g)
     for sampler in (sample_ddim, sample_ancestral):
@@ -103,7 +103,7 @@ def test_consistency_keeps_known_samples_exactly(shape, schedule):
 def test_seeded_sampling_is_deterministic():
     s = Schedule.create("cosine", 1000)
     y = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
-    noisy_denoiser = lambda x_t, t, cond: 0.5 * x_t  # noqa: E731
+    noisy_denoiser = lambda x_t, t, cond: 0.5 * x_t
 
     def run(seed):
         g = torch.Generator().manual_seed(seed)
@@ -117,7 +117,7 @@ def test_seeded_sampling_is_deterministic():
 def test_ddim_eta_zero_is_deterministic_without_generator():
     s = Schedule.create("linear", 1000)
     x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(4))
-    d = lambda x_t, t, cond: torch.tanh(x_t)  # noqa: E731
+    d = lambda x_t, t, cond: torch.tanh(x_t)
     ts = s.inference_timesteps(4, start=300)
     assert torch.equal(sample_ddim(d, x, ts, s), sample_ddim(d, x, ts, s))
 

@@ -5,8 +5,8 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import phantom, write_nifti
+
 from restore.mri.fill import detect_bad_slices, interpolate_missing
 from restore.mri.noise import add_rician_noise
 from restore.mri.pipeline import restore_nifti

@@ -8,7 +8,8 @@ callback ``(i, n, t, x0_hat)``.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 

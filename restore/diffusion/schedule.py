@@ -45,7 +45,7 @@ class Schedule:
             raise ValueError("alpha_bar must start at 1 and decrease strictly to a positive value")
 
     @classmethod
-    def create(cls, kind: ScheduleKind = "linear", steps: int = 1000) -> "Schedule":
+    def create(cls, kind: ScheduleKind = "linear", steps: int = 1000) -> Schedule:
         """Linear betas 1e-4..0.02 (Ho et al. 2020) or the cosine schedule (Nichol & Dhariwal 2021)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -54,7 +54,7 @@ class Schedule:
             ab = torch.cumprod(1.0 - betas, dim=0)
         elif kind == "cosine":
             s = 0.008
-            f = lambda t: math.cos((t / steps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+            f = lambda t: math.cos((t / steps + s) / (1 + s) * math.pi / 2) ** 2
             f_t = torch.tensor([f(t) for t in range(steps + 1)], dtype=torch.float64)
             betas = (1 - f_t[1:] / f_t[:-1]).clamp(max=0.999)  # the paper's clipping keeps sigma_T finite
             ab = torch.cumprod(1.0 - betas, dim=0)
@@ -90,7 +90,7 @@ class Schedule:
         sig = self.sigma_at(torch.arange(self.num_steps + 1))  # increasing, sig[0] = 0
         hi = torch.searchsorted(sig, sigma.clamp(min=0)).clamp(1, self.num_steps)
         lo = hi - 1
-        log = lambda s: torch.log(s.clamp(min=1e-300))  # noqa: E731
+        log = lambda s: torch.log(s.clamp(min=1e-300))
         pick_lo = (log(sigma) - log(sig[lo])).abs() <= (log(sig[hi]) - log(sigma)).abs()
         t = torch.where(pick_lo, lo, hi)
         return torch.where(sigma <= 0, torch.zeros_like(t), t)

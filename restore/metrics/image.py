@@ -42,7 +42,7 @@ def ssim(reference: np.ndarray, estimate: np.ndarray, *, mask: np.ndarray | None
     x, y = reference.astype(np.float64), estimate.astype(np.float64)
     L = _range(reference, data_range)
     c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
-    blur = lambda a: ndimage.gaussian_filter(a, sigma, truncate=3.5)  # noqa: E731
+    blur = lambda a: ndimage.gaussian_filter(a, sigma, truncate=3.5)
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))

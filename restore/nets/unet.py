@@ -58,7 +58,7 @@ class UNetConfig:
             raise ValueError(f"the last channel count must divide by num_head_channels={self.num_head_channels}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
+    def from_dict(cls, d: dict) -> UNetConfig:
         d = dict(d)
         for k in ("channels", "attention_levels"):
             if k in d:
