@@ -246,7 +246,7 @@ def test_fill_samples_without_model_is_the_ar_baseline():
     known = np.ones(x.size, bool)
     known[4000:4400] = False
     base = fill_samples(None, np.where(known, x, 0), known)
-    assert np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=128, iterations=2))
+    assert np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=128, iterations=3))
 
 
 def test_highpass_keeps_the_ar_guess_below_its_cutoff_in_gaps(tiny_inpaint_model):

@@ -188,7 +188,8 @@ def model_config(cfg: InpaintConfig) -> UNetConfig:
              "bf16": cfg.bf16, "sr": SR, "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA,
              "beta": spectral.BETA,
              "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
-             "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits",
+             "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits "
+                                     f"(training: {inpaint.TRAIN_GAP_AR_ITERATIONS})",
                              "clipping": f"constrained LSAR, order {inpaint.DECLIP_AR_ORDER}, "
                                          f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits "
                                          f"(training: order {inpaint.TRAIN_DECLIP_AR_ORDER}, "
