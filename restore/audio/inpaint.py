@@ -218,9 +218,9 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
 
 def match_envelope(x: np.ndarray, known: np.ndarray, sr: int, low_hz: float, max_db: float,
                    context_frames: int = 3) -> np.ndarray:
-    """``x`` with the bins above ``low_hz`` of its frames that touch unknown samples raised (never
-    lowered, by at most ``max_db``) to the level of the nearest fully known frames on each side,
-    interpolated in log magnitude across the gap (32 ms Hann frames, hop 1/4).
+    """``x: (L,)`` at rate ``sr``, with the bins above ``low_hz`` of the frames that touch unknown
+    samples raised (never lowered, by at most ``max_db``) to the level of the nearest fully known
+    frames on each side, interpolated in log magnitude across the gap (32 ms Hann, hop 1/4).
 
     A least-squares fill is too quiet in the high band, where nothing predicts the waveform; the
     log-spectral distance punishes that hole, while the waveform error of a quiet high band is small.
