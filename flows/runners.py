@@ -27,7 +27,7 @@ MAX_DEFAULT_WORKERS = 4  # files held in memory at once unless --workers says ot
 def default_workers(runner: Runner, cores: int | None = None) -> int:
     """Files restored at once: one per core, up to MAX_DEFAULT_WORKERS (each then gets the remaining
     cores as torch threads). Measured here (bench/batch_scaling.py, 20 files, idle 2-core machine):
-    two single-threaded files at once beat one file on two threads for every file kind, 29.1 vs 41.1 s
+    two single-threaded files at once beat one file on two threads for every file kind, 28.1 vs 36.1 s
     for 80x96x72 MRI volumes and 3.1 vs 6.1 s for 2 s audio clips: one file's torch threads leave the
     second core idle in its Python, I/O and metrics."""
     del runner  # the same rule for threads (local) and processes (dask)
