@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from restore.audio import ar
 from restore.audio.config import InpaintConfig
-from restore.audio.inpaint import DEFAULT_WEIGHTS, fill_samples, load_inpaint_model
+from restore.audio.inpaint import CARD_CHOICES, DEFAULT_WEIGHTS, fill_samples, load_inpaint_model
 from restore.audio.metrics import gap_lsd, gap_snr
 from restore.audio.train_inpaint import Examples, place_gap
 from restore.device import single_threaded_blas
@@ -148,24 +148,11 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
     model = load_inpaint_model(args.weights)
-    if args.fill_sigma is not None:
-        model = replace(model, fill_sigma=args.fill_sigma)
-    if args.blend is not None:
-        model = replace(model, blend=args.blend)
-    if args.eta is not None:
-        model = replace(model, eta=args.eta)
-    if args.min_model_ms is not None:
-        model = replace(model, min_model_ms=args.min_model_ms)
-    if args.taper_ms is not None:
-        model = replace(model, taper_ms=args.taper_ms)
-    if args.highpass_hz is not None:
-        model = replace(model, highpass_hz=args.highpass_hz)
-    if args.envelope_db is not None:
-        model = replace(model, envelope_db=args.envelope_db)
+    model = replace(model, **{n: getattr(args, n) for n in CARD_CHOICES if getattr(args, n) is not None})
     cfg = replace(InpaintConfig(data_dir=str(args.data)), noise_prob=0.0)
     examples = Examples(args.data, args.split, np.random.default_rng(2026), cfg)
     print(f"model {args.weights.name} v{model.version}: steps {args.steps or model.default_steps}, "
-          f"fill_sigma {model.fill_sigma}, eta {model.eta}, blend {model.blend}, min_model_ms {model.min_model_ms}, taper_ms {model.taper_ms}, highpass_hz {model.highpass_hz}, envelope_db {model.envelope_db}; "
+          f"{', '.join(f'{n} {getattr(model, n)}' for n in CARD_CHOICES)}; "
           f"{args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
     print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")

@@ -8,6 +8,7 @@ failures first, then a table of every file with its status, metrics, time and pi
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import json
 import math
@@ -147,10 +148,13 @@ GAP_PX = 4
 LABEL_PX = 16  # height of a text line
 
 
+@functools.lru_cache(maxsize=8)
 def _lut(cmap: str) -> np.ndarray:
     from matplotlib import colormaps  # colour tables only; no pyplot, no figure
 
-    return (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+    lut = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+    lut.setflags(write=False)  # shared by every picture (cached)
+    return lut
 
 
 def _colour(image: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:

@@ -99,6 +99,7 @@ class InpaintConfig:
     fill_sigma: float = 0.3
     blend: float = 1.0  # share of the network's correction added to the AR guess (card; calibrated)
     min_model_ms: float = 0.0  # shorter unknown runs keep the AR guess (card; calibrated)
+    eta: float = 0.0  # DDIM stochasticity at inference (card; calibrated)
     taper_ms: float = 2.0  # the correction rises to full over this much of each gap edge (card; calibrated)
     highpass_hz: float = 0.0  # >0: gaps keep the AR guess below this frequency (card; calibrated)
     envelope_db: float = 0.0  # >0: gap frames above highpass_hz raised towards their neighbours by <= this (card)

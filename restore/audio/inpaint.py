@@ -17,7 +17,7 @@ spectral distance. For clipped runs the result is projected on ``|x| >= level``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +48,17 @@ TRAIN_DECLIP_AR_ORDER = 32
 TRAIN_DECLIP_PASSES = 3
 
 
+# inference choices an InpaintModel reads from its card's config.extra (calibrated; see the model card)
+CARD_CHOICES = ("fill_sigma", "blend", "min_model_ms", "eta", "taper_ms", "highpass_hz", "envelope_db")
+
+
 @dataclass(frozen=True)
 class InpaintModel:
     net: UNetDenoiser
     version: str
     default_steps: int
     bf16: bool
-    fill_sigma: float  # noise level (model units) the reverse process starts from, from the card
+    fill_sigma: float = 0.3  # noise level (model units) the reverse process starts from, from the card
     blend: float = 1.0  # share of the network's correction added to the AR guess, from the card
     min_model_ms: float = 0.0  # unknown runs shorter than this keep the AR guess alone, from the card
     eta: float = 0.0  # DDIM stochasticity (0: deterministic, 1: ancestral-like), from the card
@@ -67,18 +71,13 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
                        bf16: bool | None = None) -> InpaintModel:
     loaded = load_model(Path(weights), device=device)
     extra = loaded.model.config.extra
+    choices = {f.name: float(extra.get(f.name, f.default)) for f in fields(InpaintModel) if f.name in CARD_CHOICES}
     return InpaintModel(
         net=loaded.model,
         version=loaded.version,
         default_steps=int(extra.get("inference_steps", 1)),
         bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
-        fill_sigma=float(extra.get("fill_sigma", 0.3)),
-        blend=float(extra.get("blend", 1.0)),
-        min_model_ms=float(extra.get("min_model_ms", 0.0)),
-        eta=float(extra.get("eta", 0.0)),
-        taper_ms=float(extra.get("taper_ms", TAPER_SECONDS * 1000)),
-        highpass_hz=float(extra.get("highpass_hz", 0.0)),
-        envelope_db=float(extra.get("envelope_db", 0.0)),
+        **choices,
     )
 
 
@@ -198,15 +197,14 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
         refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
                          steps=steps, generator=generator)[0].double().numpy()
         correction = _resample(refined - low, spectral.MODEL_SR, sr, samples.size)
+        gap = ~known if levels is None else (~known) & (levels == 0)  # unknown and not clipped
         if model.highpass_hz > 0:
             from scipy.signal import butter, sosfiltfilt
 
             high = sosfiltfilt(butter(4, model.highpass_hz, "highpass", fs=sr, output="sos"), correction)
-            gap = ~known if levels is None else (~known) & (levels == 0)
             correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
         out = guess + correction_weight(model, known, sr, None if levels is None else levels != 0) * correction
         if model.envelope_db > 0:
-            gap = ~known if levels is None else (~known) & (levels == 0)
             raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
             out = np.where(gap, out + edge_taper(known, int(model.taper_ms * sr / 1000)) * (raised - out), out)
     if clipped:
@@ -231,8 +229,9 @@ def match_envelope(x: np.ndarray, known: np.ndarray, sr: int, low_hz: float, max
     spec = torch.stft(torch.from_numpy(x.astype(np.float64)), n_fft, hop, window=window, return_complex=True)
     mag = spec.abs().numpy()
     centres = np.arange(mag.shape[1]) * hop
-    pad = np.pad(~known, n_fft // 2)  # frames are centred: frame k covers x[k hop - n_fft/2, k hop + n_fft/2)
-    touched = np.array([pad[c : c + n_fft].any() for c in centres])
+    # frames are centred: frame k covers x[k hop - n_fft/2, k hop + n_fft/2), i.e. pad[k hop : k hop + n_fft]
+    unknown_per_window = np.convolve(np.pad(~known, n_fft // 2).astype(np.int64), np.ones(n_fft, np.int64), "valid")
+    touched = unknown_per_window[centres] > 0
     full = ~touched
     bins = np.fft.rfftfreq(n_fft, 1 / sr) >= low_hz
     log_mag = np.log(mag + 1e-12)

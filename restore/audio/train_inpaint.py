@@ -181,10 +181,13 @@ def validate(model: inpaint.InpaintModel | None, val: list[dict], steps: int | N
     return {"gap_snr_db": float(np.mean(snr)), "gap_lsd_db": float(np.mean(lsd))}
 
 
+def card_choices(cfg: InpaintConfig) -> dict[str, float]:
+    """The inference choices (:data:`restore.audio.inpaint.CARD_CHOICES`) as configured."""
+    return {name: getattr(cfg, name) for name in inpaint.CARD_CHOICES}
+
+
 def model_config(cfg: InpaintConfig) -> UNetConfig:
-    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "fill_sigma": cfg.fill_sigma,
-             "blend": cfg.blend, "min_model_ms": cfg.min_model_ms, "taper_ms": cfg.taper_ms,
-             "highpass_hz": cfg.highpass_hz, "envelope_db": cfg.envelope_db,
+    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, **card_choices(cfg),
              "bf16": cfg.bf16, "sr": SR, "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA,
              "beta": spectral.BETA,
              "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
@@ -256,9 +259,7 @@ def _train(cfg: InpaintConfig) -> Path:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", minutes=f"{state['elapsed'] / 60:.1f}")
         last = state["step"] >= cfg.max_steps or state["elapsed"] >= budget
         if state["step"] % cfg.val_every == 0 or last:
-            model = inpaint.InpaintModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, cfg.fill_sigma,
-                                         cfg.blend, cfg.min_model_ms, taper_ms=cfg.taper_ms,
-                                         highpass_hz=cfg.highpass_hz, envelope_db=cfg.envelope_db)
+            model = inpaint.InpaintModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, **card_choices(cfg))
             metrics = validate(model, val)
             state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
                                      "loss": float(np.mean(losses[-cfg.val_every:])), **metrics,
