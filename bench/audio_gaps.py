@@ -11,6 +11,9 @@ gap from the same 0.5 s of context on each side, as ``restore audio`` does:
 
 - zero fill: the dropout left as it is;
 - AR: least-squares AR interpolation (Janssen et al. 1986), order 128, 3 re-fits (:mod:`restore.audio.ar`);
+- AR 1024: the same at restore's order (:data:`restore.audio.inpaint.GAP_AR_ORDER`): restore's first
+  guess (``fill_samples`` without a model), so the table shows what the longer predictor gives and
+  what the network adds on top;
 - restore: the shipped inpainting model (AR first guess refined by the diffusion model).
 
 SNR is over the gap samples, LSD over the STFT frames that overlap the gap (both averaged over
@@ -38,7 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from restore.audio import ar
 from restore.audio.config import InpaintConfig
-from restore.audio.inpaint import CARD_CHOICES, DEFAULT_WEIGHTS, fill_samples, load_inpaint_model
+from restore.audio.inpaint import (
+    CARD_CHOICES,
+    DEFAULT_WEIGHTS,
+    GAP_AR_ORDER,
+    fill_samples,
+    load_inpaint_model,
+)
 from restore.audio.metrics import gap_lsd, gap_snr
 from restore.audio.train_inpaint import Examples, place_gap
 from restore.device import single_threaded_blas
@@ -60,7 +69,7 @@ def gap_table(examples: Examples, model, n: int, steps: int | None, seed: int) -
     for music in (False, True):
         for ms in GAPS_MS:
             length = int(ms * SR / 1000)
-            scores: dict[str, list] = {"zero": [], "ar": [], "restore": []}
+            scores: dict[str, list] = {"zero": [], "ar": [], "guess": [], "restore": []}
             times: dict[str, float] = {"ar": 0.0, "restore": 0.0}
             for i in range(n):
                 x = examples.signal(2 * CONTEXT + length + 2 * 1600, music=music).astype(np.float64)
@@ -75,7 +84,8 @@ def gap_table(examples: Examples, model, n: int, steps: int | None, seed: int) -
                 tick = time.perf_counter()
                 filled = fill_samples(model, observed, known, generator=torch.Generator().manual_seed(i), steps=steps)
                 times["restore"] += time.perf_counter() - tick
-                for name, est in (("zero", observed), ("ar", filled_ar), ("restore", filled)):
+                guess = fill_samples(None, observed, known)
+                for name, est in (("zero", observed), ("ar", filled_ar), ("guess", guess), ("restore", filled)):
                     scores[name].append((gap_snr(window, est, CONTEXT, CONTEXT + length),
                                          gap_lsd(window, est, CONTEXT, CONTEXT + length, SR)))
             mean = {k: np.mean(v, axis=0) for k, v in scores.items()}
@@ -155,10 +165,12 @@ def run(args: argparse.Namespace) -> None:
           f"{', '.join(f'{n} {getattr(model, n)}' for n in CARD_CHOICES)}; "
           f"{args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
-    print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | restore SNR / LSD | LSD ratio | SNR diff | AR ms | restore ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| kind | gap ms | zero SNR / LSD | AR SNR / LSD | AR {GAP_AR_ORDER} SNR / LSD | restore SNR / LSD "
+          "| LSD ratio | SNR diff | AR ms | restore ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for kind, ms, m, t in gap_table(examples, model, args.n, args.steps, seed=1):
         print(f"| {kind} | {ms} | {m['zero'][0]:.2f} / {m['zero'][1]:.2f} | {m['ar'][0]:.2f} / {m['ar'][1]:.2f} | "
+              f"{m['guess'][0]:.2f} / {m['guess'][1]:.2f} | "
               f"{m['restore'][0]:.2f} / {m['restore'][1]:.2f} | {m['restore'][1] / m['ar'][1]:.2f} | "
               f"{m['restore'][0] - m['ar'][0]:+.2f} | {1000 * t['ar']:.0f} | {1000 * t['restore']:.0f} |", flush=True)
     if not args.no_declip:

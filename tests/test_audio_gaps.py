@@ -7,7 +7,13 @@ import pytest
 import soundfile as sf
 
 from restore.audio import ar, gaps, repair
-from restore.audio.inpaint import edge_taper, fill_samples, known_at_model_rate, load_inpaint_model
+from restore.audio.inpaint import (
+    GAP_AR_ORDER,
+    edge_taper,
+    fill_samples,
+    known_at_model_rate,
+    load_inpaint_model,
+)
 from restore.audio.metrics import gap_lsd, gap_snr
 from restore.audio.pipeline import restore_audio
 from restore.cli import main
@@ -241,12 +247,30 @@ def test_cli_fill_prints_a_summary_and_bad_gaps_are_one_line_errors(tmp_path, ca
         assert not (tmp_path / "o2.wav").exists()
 
 
-def test_fill_samples_without_model_is_the_ar_baseline():
+def test_fill_samples_without_model_is_the_long_ar_guess():
     x = harmonic(0.6, 16000)
     known = np.ones(x.size, bool)
     known[4000:4400] = False
     base = fill_samples(None, np.where(known, x, 0), known)
-    assert np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=128, iterations=3))
+    assert np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=GAP_AR_ORDER, iterations=3))
+    assert not np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=128, iterations=3))
+
+
+def test_long_ar_guess_spans_a_pitch_period_the_baseline_order_cannot():
+    """A 100 Hz voice-like pulse train (period 160 samples > order 128): order 128 cannot carry the
+    periods across a 50 ms gap, the first guess's order does."""
+    from scipy.signal import lfilter
+
+    n = np.arange(16000)
+    pulses = (n % 160 == 0).astype(float)
+    x = lfilter([1], [1, -1.6 * np.cos(2 * np.pi * 700 / 16000), 0.64], pulses)
+    x += 0.001 * np.random.default_rng(0).standard_normal(n.size)
+    known = np.ones(n.size, bool)
+    known[8000:8800] = False
+    observed = np.where(known, x, 0)
+    ours = gap_snr(x, fill_samples(None, observed, known), 8000, 8800)
+    baseline = gap_snr(x, ar.interpolate(observed, known, order=128, iterations=3), 8000, 8800)
+    assert baseline < 3 and ours > 30, (baseline, ours)
 
 
 def test_highpass_keeps_the_ar_guess_below_its_cutoff_in_gaps(tiny_inpaint_model):
@@ -357,3 +381,14 @@ def test_auto_fills_the_music_sample_and_does_not_denoise_music(tmp_path):
     for r in record["regions"]["listed"]:
         unknown[r["start"] : r["stop"], r["channel"]] = True
     assert np.array_equal(a[~unknown], b[~unknown])
+
+
+def test_long_regions_get_a_lower_ar_order_so_their_cost_stays_bounded():
+    from restore.audio.inpaint import GAP_AR_FULL_ORDER_SAMPLES, gap_ar_order
+
+    assert gap_ar_order(800) == gap_ar_order(GAP_AR_FULL_ORDER_SAMPLES) == GAP_AR_ORDER
+    full_cost = GAP_AR_FULL_ORDER_SAMPLES * GAP_AR_ORDER**2
+    for unknown in (6000, 32000, 96000):
+        order = gap_ar_order(unknown)
+        assert ar.DEFAULT_ORDER <= order < GAP_AR_ORDER
+        assert unknown * order**2 <= full_cost or order == ar.DEFAULT_ORDER

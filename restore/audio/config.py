@@ -92,6 +92,8 @@ class InpaintConfig:
     fill_sigma_range: tuple[float, float] = (0.05, 1.0)  # start noise levels seen in training, log-uniform
     observation_prob: float = 0.7
     gap_loss_weight: float = 9.0  # extra loss weight on frames with missing samples
+    # AR order of the gap first guess in training, from each step on: ((step, order), ...) by step
+    gap_ar_orders: tuple[tuple[int, int], ...] = ((0, 128),)
     checkpoint_every: int = 200
     val_every: int = 500
     val_clips: int = 16
@@ -105,6 +107,10 @@ class InpaintConfig:
     envelope_db: float = 0.0  # >0: gap frames above highpass_hz raised towards their neighbours by <= this (card)
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
 
+    def gap_ar_order(self, step: int) -> int:
+        """The training first guess's AR order at ``step`` (:attr:`gap_ar_orders`)."""
+        return [order for start, order in self.gap_ar_orders if start <= step][-1]
+
     def __post_init__(self) -> None:
         checks = [
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -116,6 +122,10 @@ class InpaintConfig:
             (self.taper_ms >= 0, "taper_ms must be >= 0"),
             (0 <= self.highpass_hz < 8000, "highpass_hz must be in [0, 8000) (the model runs at 16 kHz)"),
             (self.envelope_db >= 0, "envelope_db must be >= 0"),
+            (bool(self.gap_ar_orders) and self.gap_ar_orders[0][0] == 0
+             and all(a[0] < b[0] for a, b in zip(self.gap_ar_orders, self.gap_ar_orders[1:]))
+             and all(order >= 1 for _, order in self.gap_ar_orders),
+             "gap_ar_orders must be [[0, order], [step, order], ...] with increasing steps and orders >= 1"),
             (self.model.data_channels == 2 and self.model.cond_channels == 3,
              "model needs data_channels = 2 (real/imag STFT) and cond_channels = 3 (+ missing share)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),
@@ -139,4 +149,6 @@ def load_config(path: Path, kind: type = TrainConfig):
     for key in ("sigma_jitter", "gap_ms", "clip_fraction", "fill_sigma_range"):
         if key in raw:
             raw[key] = tuple(raw[key])
+    if "gap_ar_orders" in raw:
+        raw["gap_ar_orders"] = tuple(tuple(int(v) for v in pair) for pair in raw["gap_ar_orders"])
     return kind(**raw)

@@ -116,9 +116,10 @@ class Examples:
         return x, np.where(known, x, 0.0).astype(np.float32), known, False
 
 
-def make_batch(examples: Examples, cfg: InpaintConfig, n: int) -> dict[str, torch.Tensor]:
+def make_batch(examples: Examples, cfg: InpaintConfig, n: int, step: int = 0) -> dict[str, torch.Tensor]:
     rows = [examples.example(n) for _ in range(cfg.batch_size)]
-    guesses = [inpaint.first_guess(d.astype(np.float64), k, c, training=True) for _, d, k, c in rows]
+    order = cfg.gap_ar_order(step)
+    guesses = [inpaint.first_guess(d.astype(np.float64), k, c, train_order=order) for _, d, k, c in rows]
     return {
         "target": torch.from_numpy(np.stack([r[0] for r in rows])).float(),
         "guess": torch.from_numpy(np.stack(guesses)).float(),
@@ -192,7 +193,8 @@ def model_config(cfg: InpaintConfig) -> UNetConfig:
              "beta": spectral.BETA,
              "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
              "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits "
-                                     f"(training: {inpaint.TRAIN_GAP_AR_ITERATIONS})",
+                                     f"(training: {inpaint.TRAIN_GAP_AR_ITERATIONS} fits, order from each step on "
+                                     f"{dict(cfg.gap_ar_orders)})",
                              "clipping": f"constrained LSAR, order {inpaint.DECLIP_AR_ORDER}, "
                                          f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits "
                                          f"(training: order {inpaint.TRAIN_DECLIP_AR_ORDER}, "
@@ -242,7 +244,7 @@ def _train(cfg: InpaintConfig) -> Path:
     losses: list[float] = []
     while state["step"] < cfg.max_steps and state["elapsed"] < budget:
         tick = time.monotonic()
-        batch = make_batch(train, cfg, n)
+        batch = make_batch(train, cfg, n, state["step"])
         x_t, t, cond, x0 = make_inputs(net, batch, cfg, rng, gen)
         for g in opt.param_groups:
             g["lr"] = learning_rate(cfg, state["step"], state["elapsed"] / budget)
