@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from restore.audio import spectral
-from restore.audio.degrade import add_noise_at_snr, coloured_noise
+from restore.audio.degrade import add_noise_at_snr, augment_noise, coloured_noise, resample_linear
 from restore.audio.denoise import start_step
 from restore.audio.estimate import estimate_degradation
 from restore.audio.metrics import estoi, lsd, pesq_wb, si_sdr
@@ -108,3 +108,49 @@ def test_chunks_cover_and_identity_stream_is_exact(frames, chunk, overlap):
     np.testing.assert_allclose(out, x, atol=1e-6)
     fade = crossfade(overlap)
     np.testing.assert_allclose(fade + fade[::-1], 1.0, atol=1e-6)
+
+
+def _band_db(x: np.ndarray, lo: float, hi: float, sr: int = 16_000) -> float:
+    power = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / sr)
+    return float(10 * np.log10(power[(freqs >= lo) & (freqs < hi)].mean()))
+
+
+def test_augmented_noise_is_new_colour_at_unit_rms_and_seeded():
+    white = coloured_noise(16_000, 0.0, np.random.default_rng(0))
+    tilts = []
+    for seed in range(8):
+        out = augment_noise(white, np.random.default_rng(seed))
+        assert out.shape == white.shape and out.dtype == np.float32 and np.isfinite(out).all()
+        assert abs(float(out.std()) - 1.0) < 1e-3
+        tilts.append(_band_db(out, 4000, 8000) - _band_db(out, 100, 500))
+    # white noise has no tilt; the random EQ gives each draw its own (+-12 dB control points)
+    assert np.ptp(tilts) > 6.0
+    again = augment_noise(white, np.random.default_rng(3))
+    assert np.array_equal(again, augment_noise(white, np.random.default_rng(3)))
+
+
+def test_augmented_noise_mixes_in_a_second_noise():
+    rng = np.random.default_rng(1)
+    low = coloured_noise(16_000, 2.0, rng)  # brown: almost nothing above 4 kHz
+    high = np.diff(coloured_noise(16_001, 0.0, rng)).astype(np.float32)  # bright
+    alone = augment_noise(low, np.random.default_rng(5))
+    mixed = augment_noise(low, np.random.default_rng(5), other=high)
+    assert _band_db(mixed, 4000, 8000) - _band_db(alone, 4000, 8000) > 10.0
+
+
+def test_resample_linear_keeps_the_ends_and_changes_the_length():
+    x = np.sin(np.linspace(0, 20, 1000)).astype(np.float32)
+    for n in (700, 1400):
+        y = resample_linear(x, n)
+        assert y.shape == (n,) and y[0] == x[0] and abs(y[-1] - x[-1]) < 1e-6
+
+
+def test_noise_augment_schedule_by_step_and_validation():
+    from restore.audio.config import TrainConfig
+
+    cfg = TrainConfig(noise_augment=((0, 0.0), (4016, 0.8)))
+    assert [cfg.noise_augment_share(s) for s in (0, 4015, 4016, 9000)] == [0.0, 0.0, 0.8, 0.8]
+    for bad in (((10, 0.5),), ((0, 0.0), (0, 0.5)), ((0, 1.5),), ()):
+        with pytest.raises(ValueError, match="noise_augment"):
+            TrainConfig(noise_augment=bad)

@@ -32,6 +32,9 @@ class TrainConfig:
     synthetic_noise_prob: float = 0.25  # coloured noise, hum, hiss instead of (or on top of) real noise
     observation_prob: float = 0.7  # share of crops whose x_t lies on the path from the observation
     sigma_jitter: tuple[float, float] = (0.7, 1.4)  # random factor on the estimated sigma (strength, error)
+    # share of real-noise crops that are augmented (speed, EQ, envelope, a second noise), from each step on:
+    # ((step, share), ...) by step
+    noise_augment: tuple[tuple[int, float], ...] = ((0, 0.0),)
     checkpoint_every: int = 200
     val_every: int = 500
     val_clips: int = 16
@@ -40,6 +43,10 @@ class TrainConfig:
     sigma_scale: float = 1.0  # t* = timestep_for_sigma(strength * sigma_scale * sigma_est), in the card
     clean_snr_db: float = 30.0  # estimated SNR above which a chunk is left unchanged (t* = 0), in the card
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=2))
+
+    def noise_augment_share(self, step: int) -> float:
+        """The share of augmented real-noise crops at ``step`` (:attr:`noise_augment`)."""
+        return [share for start, share in self.noise_augment if start <= step][-1]
 
     def __post_init__(self) -> None:
         checks = [
@@ -53,6 +60,10 @@ class TrainConfig:
             (self.snr_db_min < self.snr_db_max, "snr_db_min must be below snr_db_max"),
             (0 <= self.synthetic_noise_prob <= 1, "synthetic_noise_prob must be in [0, 1]"),
             (0 <= self.observation_prob <= 1, "observation_prob must be in [0, 1]"),
+            (bool(self.noise_augment) and self.noise_augment[0][0] == 0
+             and all(a[0] < b[0] for a, b in zip(self.noise_augment, self.noise_augment[1:]))
+             and all(0 <= share <= 1 for _, share in self.noise_augment),
+             "noise_augment must be [[0, share], [step, share], ...] with increasing steps and shares in [0, 1]"),
             (1 <= self.inference_steps <= 1000, f"inference_steps must be 1..1000, got {self.inference_steps}"),
             (0 < self.sigma_scale <= 4, f"sigma_scale must be in (0, 4], got {self.sigma_scale}"),
             (self.model.data_channels == 2 and self.model.cond_channels == 2,
@@ -151,4 +162,6 @@ def load_config(path: Path, kind: type = TrainConfig):
             raw[key] = tuple(raw[key])
     if "gap_ar_orders" in raw:
         raw["gap_ar_orders"] = tuple(tuple(int(v) for v in pair) for pair in raw["gap_ar_orders"])
+    if "noise_augment" in raw:
+        raw["noise_augment"] = tuple((int(step), float(share)) for step, share in raw["noise_augment"])
     return kind(**raw)

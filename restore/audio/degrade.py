@@ -57,3 +57,37 @@ def synthetic_noise(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     else:
         out = hum(n, sr, rng) + rng.uniform(0.3, 1.0) * coloured_noise(n, rng.uniform(0.0, 2.0), rng)
     return (out / (out.std() + 1e-12)).astype(np.float32)
+
+
+def augment_noise(noise: np.ndarray, rng: np.random.Generator, *, other: np.ndarray | None = None,
+                  sr: int = 16_000) -> np.ndarray:
+    """A new noise from a real one: random spectral tilt/EQ (up to +-12 dB over log frequency), a slow
+    loudness envelope (half the time) and a second noise mixed in (when ``other`` is given); unit RMS.
+
+    The denoiser's held-out SI-SDR peaked early in training and fell while the training loss kept
+    falling (11.7 dB at step 500, 10.9 dB at 4000): 40 minutes of training noise are learnt, not
+    generalised from. Changing the noises' colour and steadiness makes more of them.
+    """
+    n = noise.size
+    spectrum = np.fft.rfft(noise.astype(np.float64))
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    points = np.log(np.geomspace(40.0, sr / 2, 7))
+    gains_db = rng.uniform(-12.0, 12.0, points.size)
+    curve_db = np.interp(np.log(np.maximum(freqs, 40.0)), points, gains_db)
+    out = np.fft.irfft(spectrum * 10 ** (curve_db / 20), n)
+    if rng.random() < 0.5:  # loudness that comes and goes (traffic passing, gusts, bubbling)
+        rate = rng.uniform(0.3, 4.0)  # envelope changes per second
+        knots = rng.uniform(0.0, 1.0, int(np.ceil(n / sr * rate)) + 2)
+        envelope = np.interp(np.linspace(0, knots.size - 1, n), np.arange(knots.size), knots)
+        depth = rng.uniform(0.3, 0.95)
+        out = out * (1 - depth + depth * envelope)
+    if other is not None:
+        other = other.astype(np.float64)
+        out = out / (out.std() + 1e-12) + rng.uniform(0.3, 1.0) * other / (other.std() + 1e-12)
+    return (out / (out.std() + 1e-12)).astype(np.float32)
+
+
+def resample_linear(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` stretched or squeezed to ``n`` samples by linear interpolation (speed and pitch change
+    together; used on training noise, where the aliasing of a squeeze is only more noise)."""
+    return np.interp(np.linspace(0, x.size - 1, n), np.arange(x.size), x).astype(np.float32)
