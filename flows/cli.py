@@ -98,7 +98,7 @@ def run_batch(argv: list[str]) -> int:
     flow = restore_batch.with_options(task_runner=runners.task_runner(args.runner, workers, args.dask_config))
     run = functools.partial(flow, args.input, str(args.outdir), resume=args.resume, options=restore_options(args),
                             progress=not args.no_progress, return_state=True)
-    with runners.file_threads(workers):
+    with runners.file_threads(workers), runners.without_flow_heartbeats():
         if args.runner == "dask":
             with runners.shared_api():
                 state = run()

@@ -344,3 +344,20 @@ def test_dask_workers_keep_glibcs_dynamic_mmap_threshold():
 
     task_runner("dask", 2)
     assert "MALLOC_TRIM_THRESHOLD_" not in _get_env_variables("distributed.nanny.pre-spawn-environ")
+
+
+def test_restore_batch_runs_without_flow_heartbeats_unless_the_user_set_them(monkeypatch):
+    from prefect.settings import get_current_settings
+
+    from flows import runners
+
+    monkeypatch.delenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", raising=False)
+    monkeypatch.delenv("PREFECT_RUNNER_HEARTBEAT_FREQUENCY", raising=False)
+    before = get_current_settings().flows.heartbeat_frequency
+    assert before is not None  # Prefect's default: a heartbeat thread the flow joins when it ends
+    with runners.without_flow_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == before
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
+    with runners.without_flow_heartbeats():  # the user's choice wins
+        assert get_current_settings().flows.heartbeat_frequency == before
