@@ -313,7 +313,8 @@ def _export(ema: UNetDenoiser, cfg: TrainConfig, state: dict) -> None:
         "training": {
             "data": "restore data prepare: Asterisk en/es/fr G.722 prompts + fillets-ng cs/nl voices; "
                     "megaglest, lincity-ng, fillets-ng noises + synthetic coloured noise, hum, hiss; SNR "
-                    f"{cfg.snr_db_min}..{cfg.snr_db_max} dB",
+                    f"{cfg.snr_db_min}..{cfg.snr_db_max} dB; real noises augmented (speed, EQ, envelope, pairs) "
+                    f"by step: {[list(pair) for pair in cfg.noise_augment]}",
             "held_out": "Asterisk ru speaker; noises in restore.audio.data.VAL_NOISES",
             "steps": state["step"],
             "wall_seconds": round(state["elapsed"], 1),
