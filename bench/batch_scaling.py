@@ -8,15 +8,14 @@ time using both cores, ``1x1`` one single-threaded worker, ``2x1`` two single-th
 ``2x1`` against ``1x1`` is the scaling of the flow itself (what orchestration leaves of a second
 worker); ``2x1`` against ``1x2`` is what `restore batch --workers 2` gains over `--workers 1`, whose
 one file already runs torch on both cores. Both speed-ups are printed when those runs are asked for.
-Each run is repeated ``--repeat`` times (interleaved) and the median wall time is reported: a small
-batch varies by up to a second from run to run (Prefect joins its flow heartbeat thread, which
-sleeps in 1 s steps, when the flow ends).
+Each run is repeated ``--repeat`` times (interleaved) and the median wall time is reported. Flows
+run without heartbeats, as `restore batch` runs them (:func:`flows.runners.without_flow_heartbeats`).
 
 The files are crops of sample_data (MRI: 64x64x16 voxels of t1_noisy; audio: ``--seconds`` long
 clips of speech_noisy, default 2 s, each from a different offset; longer clips repeat the sample),
-or with ``--whole`` copies of the sample files themselves (MRI 80x96x72, audio 4.5 s). One Prefect API server is started for the whole
-benchmark (as `restore serve` would provide), so the times below are the batch flow itself:
-Dask cluster start, one task per file, summary and report. Every run uses --no-resume, so every
+or with ``--whole`` copies of the sample files themselves (MRI 80x96x72, audio 4.5 s). One Prefect
+API server is started for the whole benchmark (as `restore serve` would provide), so the times
+below are the batch flow itself: Dask cluster start, one task per file, summary and report. Every run uses --no-resume, so every
 file is restored. Prints a markdown table; the machine should be otherwise idle for a fair number.
 """
 
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -101,8 +101,6 @@ def main() -> int:
 
     import flows  # noqa: F401 - Prefect defaults before Prefect is imported
     from flows.runners import shared_api
-
-    import statistics
 
     work = Path(tempfile.mkdtemp(prefix="batch-scaling-"))
     folder = work / "in"

@@ -21,7 +21,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 Runner = Literal["local", "dask"]
 
 
-
 @contextlib.contextmanager
 def without_flow_heartbeats() -> Iterator[None]:
     """Run flows in this block without flow-run heartbeats, unless the user configured them.
@@ -39,6 +38,7 @@ def without_flow_heartbeats() -> Iterator[None]:
 
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
 
 MAX_DEFAULT_WORKERS = 4  # files held in memory at once unless --workers says otherwise
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from itertools import pairwise
 from pathlib import Path
 
 import yaml
 
 from restore.nets.unet import UNetConfig
+
+
+def at_step(schedule: tuple[tuple[int, float], ...], step: int):
+    """The value of a ``((step, value), ...)`` schedule at ``step``: that of the last entry started."""
+    return [value for start, value in schedule if start <= step][-1]
+
+
+def is_schedule(schedule: tuple[tuple[int, float], ...], valid) -> bool:
+    """A schedule starts at step 0, its steps increase, and ``valid(value)`` holds for every value."""
+    return (bool(schedule) and schedule[0][0] == 0 and all(a[0] < b[0] for a, b in pairwise(schedule))
+            and all(valid(value) for _, value in schedule))
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class TrainConfig:
 
     def noise_augment_share(self, step: int) -> float:
         """The share of augmented real-noise crops at ``step`` (:attr:`noise_augment`)."""
-        return [share for start, share in self.noise_augment if start <= step][-1]
+        return at_step(self.noise_augment, step)
 
     def __post_init__(self) -> None:
         checks = [
@@ -60,9 +72,7 @@ class TrainConfig:
             (self.snr_db_min < self.snr_db_max, "snr_db_min must be below snr_db_max"),
             (0 <= self.synthetic_noise_prob <= 1, "synthetic_noise_prob must be in [0, 1]"),
             (0 <= self.observation_prob <= 1, "observation_prob must be in [0, 1]"),
-            (bool(self.noise_augment) and self.noise_augment[0][0] == 0
-             and all(a[0] < b[0] for a, b in zip(self.noise_augment, self.noise_augment[1:]))
-             and all(0 <= share <= 1 for _, share in self.noise_augment),
+            (is_schedule(self.noise_augment, lambda share: 0 <= share <= 1),
              "noise_augment must be [[0, share], [step, share], ...] with increasing steps and shares in [0, 1]"),
             (1 <= self.inference_steps <= 1000, f"inference_steps must be 1..1000, got {self.inference_steps}"),
             (0 < self.sigma_scale <= 4, f"sigma_scale must be in (0, 4], got {self.sigma_scale}"),
@@ -120,7 +130,7 @@ class InpaintConfig:
 
     def gap_ar_order(self, step: int) -> int:
         """The training first guess's AR order at ``step`` (:attr:`gap_ar_orders`)."""
-        return [order for start, order in self.gap_ar_orders if start <= step][-1]
+        return at_step(self.gap_ar_orders, step)
 
     def __post_init__(self) -> None:
         checks = [
@@ -133,9 +143,7 @@ class InpaintConfig:
             (self.taper_ms >= 0, "taper_ms must be >= 0"),
             (0 <= self.highpass_hz < 8000, "highpass_hz must be in [0, 8000) (the model runs at 16 kHz)"),
             (self.envelope_db >= 0, "envelope_db must be >= 0"),
-            (bool(self.gap_ar_orders) and self.gap_ar_orders[0][0] == 0
-             and all(a[0] < b[0] for a, b in zip(self.gap_ar_orders, self.gap_ar_orders[1:]))
-             and all(order >= 1 for _, order in self.gap_ar_orders),
+            (is_schedule(self.gap_ar_orders, lambda order: order >= 1),
              "gap_ar_orders must be [[0, order], [step, order], ...] with increasing steps and orders >= 1"),
             (self.model.data_channels == 2 and self.model.cond_channels == 3,
              "model needs data_channels = 2 (real/imag STFT) and cond_channels = 3 (+ missing share)"),
@@ -160,8 +168,7 @@ def load_config(path: Path, kind: type = TrainConfig):
     for key in ("sigma_jitter", "gap_ms", "clip_fraction", "fill_sigma_range"):
         if key in raw:
             raw[key] = tuple(raw[key])
-    if "gap_ar_orders" in raw:
-        raw["gap_ar_orders"] = tuple(tuple(int(v) for v in pair) for pair in raw["gap_ar_orders"])
-    if "noise_augment" in raw:
-        raw["noise_augment"] = tuple((int(step), float(share)) for step, share in raw["noise_augment"])
+    for key, kind_of_value in (("gap_ar_orders", int), ("noise_augment", float)):  # [[step, value], ...]
+        if key in raw:
+            raw[key] = tuple((int(step), kind_of_value(value)) for step, value in raw[key])
     return kind(**raw)

@@ -48,7 +48,6 @@ PROBE_BLOCKS = 8  # auto: blocks spread over the file whose estimated SNR decide
 MAX_LISTED_REGIONS = 1000  # the sidecar lists at most this many regions (and counts them all)
 
 
-
 @functools.lru_cache(maxsize=4)
 def cached_denoiser(path: str, device: str) -> AudioModel:
     """The denoiser, loaded once per process: a batch of short files spent ~20 ms of each file's
@@ -59,6 +58,7 @@ def cached_denoiser(path: str, device: str) -> AudioModel:
 @functools.lru_cache(maxsize=4)
 def cached_inpainter(path: str, device: str):
     return load_inpaint_model(Path(path), device=device)
+
 
 def _check_options(strength: float, steps: int | None, chunk_seconds: float) -> None:
     if not 0.0 <= strength <= 4.0:
