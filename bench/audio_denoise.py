@@ -10,7 +10,8 @@ Real-time factors are seconds of compute per second of audio in this process; re
 
     .venv/bin/python bench/audio_denoise.py                    # the table
     .venv/bin/python bench/audio_denoise.py --only restore --steps 1 2 4 --fp32   # compare settings
-    .venv/bin/python bench/audio_denoise.py --calibrate   # steps x sigma_scale grid on the *training
+    .venv/bin/python bench/audio_denoise.py --only restore --shifts 1 4 8         # frame offsets averaged
+    .venv/bin/python bench/audio_denoise.py --calibrate   # steps x shifts x sigma_scale grid on the *training
                                                           # validation* crops (not this table's clips)
 
 Needs the bench extra (noisereduce): ``make bench-deps``.
@@ -19,6 +20,7 @@ Needs the bench extra (noisereduce): ``make bench-deps``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -93,13 +95,15 @@ def methods(args) -> dict:
         "noisereduce non-stationary": lambda x: nr.reduce_noise(y=x, sr=SR, stationary=False),
         "Wiener (STFT, decision-directed)": wiener,
     }
-    for steps in args.steps:
-        model = load_audio_model(args.weights, bf16=False if args.fp32 else None)
-        name = f"restore ({steps} step{'s' if steps > 1 else ''}{', fp32' if args.fp32 else ''})"
+    model = load_audio_model(args.weights, bf16=False if args.fp32 else None)
+    for steps, shifts in itertools.product(args.steps, args.shifts or [model.shifts]):
+        name = f"restore ({steps} step{'s' if steps > 1 else ''}, {shifts} shift{'s' if shifts > 1 else ''}" \
+               f"{', fp32' if args.fp32 else ''})"
 
-        def run(x, model=model, steps=steps):
+        def run(x, steps=steps, shifts=shifts):
             gen = torch.Generator().manual_seed(0)
-            return denoise_samples(model, torch.from_numpy(x)[None], steps=steps, generator=gen).samples[0].numpy()
+            return denoise_samples(model, torch.from_numpy(x)[None], steps=steps, generator=gen,
+                                   shifts=shifts).samples[0].numpy()
 
         out[name] = run
     if args.only:
@@ -122,8 +126,8 @@ def whole_process_rtf(clips, steps: int, weights: Path) -> float:
         return (time.perf_counter() - tick) / (audio.size / SR)
 
 
-def calibrate(weights: Path, steps_grid=(1, 2), scale_grid=(0.7, 1.0, 1.5, 2.0)) -> None:
-    """Grid over default steps and ``sigma_scale`` on the training run's validation crops.
+def calibrate(weights: Path, steps_grid=(1, 2), shifts_grid=(1, 4), scale_grid=(1.0, 1.5, 2.0)) -> None:
+    """Grid over default steps, frame offsets and ``sigma_scale`` on the training run's validation crops.
 
     Those crops come from the same held-out speaker and noises as this benchmark but are drawn with
     the training config's own seed; the chosen pair goes into ``configs/audio_denoise.yaml``.
@@ -136,12 +140,11 @@ def calibrate(weights: Path, steps_grid=(1, 2), scale_grid=(0.7, 1.0, 1.5, 2.0))
     cfg = replace(load_config(ROOT / "configs" / "audio_denoise.yaml"), val_clips=32)
     val = validation_set(cfg)
     base = load_audio_model(weights)
-    print("| steps | sigma_scale | SI-SDR | PESQ-WB |\n|---|---|---|---|")
-    for steps in steps_grid:
-        for scale in scale_grid:
-            m = validate(replace(base, sigma_scale=scale), val, steps)
-            print(f"| {steps} | {scale} | {m['si_sdr']:.2f} (noisy {m['si_sdr_noisy']:.2f}) | "
-                  f"{m['pesq_wb']:.2f} (noisy {m['pesq_wb_noisy']:.2f}) |", flush=True)
+    print("| steps | shifts | sigma_scale | SI-SDR | PESQ-WB |\n|---|---|---|---|---|")
+    for steps, shifts, scale in itertools.product(steps_grid, shifts_grid, scale_grid):
+        m = validate(replace(base, sigma_scale=scale, shifts=shifts), val, steps)
+        print(f"| {steps} | {shifts} | {scale} | {m['si_sdr']:.2f} (noisy {m['si_sdr_noisy']:.2f}) | "
+              f"{m['pesq_wb']:.2f} (noisy {m['pesq_wb_noisy']:.2f}) |", flush=True)
 
 
 def main() -> None:
@@ -150,11 +153,13 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=ROOT / "models" / "audio_denoise.safetensors")
     parser.add_argument("--per-snr", type=int, default=6, help="utterances per SNR (default 6)")
     parser.add_argument("--steps", type=int, nargs="+", default=[None])
+    parser.add_argument("--shifts", type=int, nargs="+", default=None,
+                        help="frame-grid offsets averaged (default: the model card's)")
     parser.add_argument("--fp32", action="store_true", help="run restore without bf16 autocast")
     parser.add_argument("--only", nargs="*", help="substrings of method names to run (noisy always runs)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--calibrate", action="store_true", help="steps x sigma_scale grid on validation crops")
+    parser.add_argument("--calibrate", action="store_true", help="steps x shifts x sigma_scale grid on validation crops")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -189,7 +194,8 @@ def main() -> None:
     print("\nPESQ-WB per SNR: " + "; ".join(
         f"{name}: " + " / ".join(f"{r[s][1]:.2f}" for s in SNRS) for name, r in rows.items()))
     steps = args.steps[0]
-    print(f"\nrestore whole-process RTF ({steps} steps, fresh process, {seconds:.0f} s file): "
+    shifts = load_audio_model(args.weights).shifts
+    print(f"\nrestore whole-process RTF ({steps} steps, the card's {shifts} shifts, fresh process, {seconds:.0f} s file): "
           f"{whole_process_rtf(clips, steps, args.weights):.3f}")
 
 

@@ -8,7 +8,7 @@ import torch
 
 from restore.audio import spectral
 from restore.audio.degrade import add_noise_at_snr, augment_noise, coloured_noise, resample_linear
-from restore.audio.denoise import start_step
+from restore.audio.denoise import AudioModel, denoise_samples, start_step
 from restore.audio.estimate import estimate_degradation
 from restore.audio.metrics import estoi, lsd, pesq_wb, si_sdr
 from restore.audio.stream import crossfade, plan_chunks, stream_chunks
@@ -95,6 +95,28 @@ def test_stft_round_trip_is_exact():
     x = torch.from_numpy(speech_like(2.0, np.random.default_rng(8)))[None]
     spec = spectral.to_spec(x)
     assert torch.allclose(spectral.from_spec(spec.values, spec.scale, spec.length), x, atol=1e-5)
+
+
+class _CondNet:
+    """A "denoiser" that predicts the observation itself: restoring must then give the input back."""
+
+    schedule = Schedule.create("linear", 1000)
+
+    def __call__(self, x_t, t, cond):
+        return cond
+
+
+@pytest.mark.parametrize("shifts", [1, 3, 4])
+def test_frame_offsets_are_realigned_before_averaging(shifts):
+    x = speech_like(1.3, np.random.default_rng(9))
+    noisy = torch.from_numpy(x + 0.05 * np.random.default_rng(10).standard_normal(x.size).astype(np.float32))[None]
+    model = AudioModel(net=_CondNet(), version="test", default_steps=1, bf16=False, shifts=shifts)
+    out = denoise_samples(model, noisy, generator=torch.Generator().manual_seed(0))
+    assert int(out.t_star[0]) > 0
+    assert out.samples.shape == noisy.shape
+    assert torch.allclose(out.samples, noisy, atol=1e-3 * float(noisy.abs().max()))
+    with pytest.raises(ValueError, match="shifts"):
+        denoise_samples(model, noisy, shifts=0)
 
 
 @pytest.mark.parametrize("frames,chunk,overlap", [(10, 4, 1), (1000, 300, 50), (299, 300, 50), (301, 300, 50)])

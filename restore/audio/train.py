@@ -283,7 +283,7 @@ def main(config_path: Path) -> Path:
         last = state["step"] >= cfg.max_steps or state["elapsed"] >= budget
         if state["step"] % cfg.val_every == 0 or last:
             model = AudioModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, cfg.sigma_scale,
-                               cfg.clean_snr_db)
+                               cfg.clean_snr_db, cfg.shifts)
             metrics = validate(model, val, cfg.inference_steps)
             state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
                                      "loss": float(np.mean(losses[-cfg.val_every:])), **metrics})
@@ -299,7 +299,7 @@ def main(config_path: Path) -> Path:
 def model_config(cfg: TrainConfig) -> UNetConfig:
     """The network config with the inference choices the pipeline needs in ``extra``."""
     extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "sigma_scale": cfg.sigma_scale,
-             "clean_snr_db": cfg.clean_snr_db,
+             "clean_snr_db": cfg.clean_snr_db, "shifts": cfg.shifts,
              "bf16": cfg.bf16, "sr": SR,
              "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA, "beta": spectral.BETA,
              "cond": "noisy compressed complex STFT (real, imag)"}
