@@ -119,8 +119,9 @@ def test_clean_input_comes_out_nearly_unchanged(tmp_path):
         out, _ = sf.read(tmp_path / f"{task}.wav")
         clean, _ = sf.read(CLEAN)
         if record["params"]["denoised"]:
-            assert record["params"]["t_star"]["max"] <= 50  # near the start of a 1000-step schedule
-        assert si_sdr(clean, out) > 20.0
+            # near the start of a 1000-step schedule (t* grows with the card's sigma_scale: 60 at 2.0)
+            assert record["params"]["t_star"]["max"] <= 80
+        assert si_sdr(clean, out) > 30.0  # measured 37.7 dB with --task denoise
     assert record["params"]["denoised"]  # --task denoise always runs the denoiser
 
 
