@@ -17,10 +17,10 @@ from restore.nets import UNetConfig, UNetDenoiser
 from restore.nets.unet import count_parameters
 
 CANDIDATES = {
-    "2D (32,64,64)": dict(spatial_dims=2, channels=(32, 64, 64), attention_levels=(False, False, False)),
-    "2D (32,64,128)+attn": dict(spatial_dims=2, channels=(32, 64, 128), attention_levels=(False, False, True),
-                                num_head_channels=32),
-    "3D (16,32,64)": dict(spatial_dims=3, channels=(16, 32, 64), attention_levels=(False, False, False)),
+    "2D (32,64,64)": {"spatial_dims": 2, "channels": (32, 64, 64), "attention_levels": (False, False, False)},
+    "2D (32,64,128)+attn": {"spatial_dims": 2, "channels": (32, 64, 128), "attention_levels": (False, False, True),
+                            "num_head_channels": 32},
+    "3D (16,32,64)": {"spatial_dims": 3, "channels": (16, 32, 64), "attention_levels": (False, False, False)},
 }
 SIZES = {  # name -> (candidate kinds, data shape, condition channels)
     "MRI slice 224x192, 2.5D (6 cond)": (2, (1, 1, 224, 192), 6),

@@ -81,16 +81,16 @@ def main() -> int:
     for pct in args.sigmas:
         sigma = pct / 100 * float(np.percentile(clean, 99.9))
         noisy = add_rician_noise(clean, sigma, np.random.default_rng(int(pct * 100)))
-        rows = [("noisy input", lambda: noisy)]
+        rows = [("noisy input", lambda noisy=noisy: noisy)]
         if "bm4d" in methods:
-            rows.append(("BM4D (true sigma, bias-corrected)", lambda: run_bm4d(noisy, sigma)))
+            rows.append(("BM4D (true sigma, bias-corrected)", lambda noisy=noisy, sigma=sigma: run_bm4d(noisy, sigma)))
         if "nlmeans" in methods:
-            rows.append(("DIPY NL-means classic (true sigma, rician)", lambda: run_nlmeans(noisy, sigma)))
+            rows.append(("DIPY NL-means classic (true sigma, rician)", lambda noisy=noisy, sigma=sigma: run_nlmeans(noisy, sigma)))
         if "restore" in methods:
             for k in args.steps:
                 for fp32 in ([False, True] if args.fp32 else [False]):
                     label = f"restore K={k}{' fp32' if fp32 else ''} (estimates sigma; whole process)"
-                    rows.append((label, lambda k=k, fp32=fp32: run_restore(noisy, k, fp32)))
+                    rows.append((label, lambda k=k, fp32=fp32, noisy=noisy: run_restore(noisy, k, fp32)))
         for name, fn in rows:
             t0 = time.perf_counter()
             out = fn()

@@ -76,9 +76,9 @@ def main() -> int:
         gappy = vol.copy()
         gappy[:, :, missing] = 0
         rows = [
-            ("linear interpolation", lambda: np.moveaxis(interpolate_missing(np.moveaxis(vol, 2, 0), known), 0, 2)),
-            ("cubic interpolation", lambda: cubic(vol, known)),
-            ("restore --task fill (whole process)", lambda: run_restore(gappy, missing)),
+            ("linear interpolation", lambda vol=vol: np.moveaxis(interpolate_missing(np.moveaxis(vol, 2, 0), known), 0, 2)),
+            ("cubic interpolation", lambda vol=vol: cubic(vol, known)),
+            ("restore --task fill (whole process)", lambda gappy=gappy: run_restore(gappy, missing)),
         ]
         outputs = {}
         for name, fn in rows:

@@ -8,7 +8,7 @@ import torch
 from restore.nets import UNetConfig, UNetDenoiser
 from restore.weights import load_model, save_model
 
-TINY = dict(channels=(16, 16), attention_levels=(False, False), norm_num_groups=8, num_head_channels=8)
+TINY = {"channels": (16, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8}
 
 
 @pytest.mark.parametrize("spatial_dims,shape", [(2, (2, 1, 13, 22)), (3, (1, 1, 7, 9, 6))])

@@ -8,6 +8,7 @@ callback ``(i, n, t, x0_hat)``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Protocol
 
@@ -82,7 +83,7 @@ def sample_ddim(
     """
     ts = [int(t) for t in timesteps]
     n = len(ts) - 1
-    for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
+    for i, (t, s) in enumerate(itertools.pairwise(ts)):
         ab_t, ab_s = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[s])
         x0_hat = _predict(denoiser, x, t, cond)
         eps_hat = _eps_from_x0(x, x0_hat, ab_t)
@@ -117,7 +118,7 @@ def sample_ancestral(
     """
     ts = [int(t) for t in timesteps]
     n = len(ts) - 1
-    for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
+    for i, (t, s) in enumerate(itertools.pairwise(ts)):
         ab_t, ab_s = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[s])
         x0_hat = _predict(denoiser, x, t, cond)
         alpha_ts = ab_t / ab_s
