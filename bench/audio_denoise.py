@@ -166,8 +166,9 @@ def main() -> None:
     if args.calibrate:
         calibrate(args.weights)
         return
+    card = load_audio_model(args.weights)  # the card's defaults
     if args.steps == [None]:
-        args.steps = [load_audio_model(args.weights).default_steps]
+        args.steps = [card.default_steps]
     clips = held_out_set(args.data, args.per_snr, args.seed)
     seconds = sum(c[0].size for c in clips) / SR
     print(f"{len(clips)} held-out clips, {seconds:.1f} s, SNR {SNRS} dB, torch threads {torch.get_num_threads()}")
@@ -194,8 +195,8 @@ def main() -> None:
     print("\nPESQ-WB per SNR: " + "; ".join(
         f"{name}: " + " / ".join(f"{r[s][1]:.2f}" for s in SNRS) for name, r in rows.items()))
     steps = args.steps[0]
-    shifts = load_audio_model(args.weights).shifts
-    print(f"\nrestore whole-process RTF ({steps} steps, the card's {shifts} shifts, fresh process, {seconds:.0f} s file): "
+    print(f"\nrestore whole-process RTF ({steps} steps, the card's {card.shifts} shifts, fresh process, "
+          f"{seconds:.0f} s file): "
           f"{whole_process_rtf(clips, steps, args.weights):.3f}")
 
 

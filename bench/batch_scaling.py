@@ -15,8 +15,8 @@ The files are crops of sample_data (MRI: 64x64x16 voxels of t1_noisy; audio: ``-
 clips of speech_noisy, default 2 s, each from a different offset; longer clips repeat the sample),
 or with ``--whole`` copies of the sample files themselves (MRI 80x96x72, audio 4.5 s). One Prefect
 API server is started for the whole benchmark (as `restore serve` would provide), so the times
-below are the batch flow itself: Dask cluster start, one task per file, summary and report. Every run uses --no-resume, so every
-file is restored. Prints a markdown table; the machine should be otherwise idle for a fair number.
+below are the batch flow itself: Dask cluster start, one task per file, summary and report. Every
+run uses --no-resume, so every file is restored. Prints a markdown table; the machine should be otherwise idle for a fair number.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from restore.audio import spectral
+from restore.audio.denoise import SHIFTS
 from restore.nets.unet import UNetConfig
 
 
@@ -54,7 +56,7 @@ class TrainConfig:
     inference_steps: int = 4  # default reverse steps, stored in the model card
     sigma_scale: float = 1.0  # t* = timestep_for_sigma(strength * sigma_scale * sigma_est), in the card
     clean_snr_db: float = 30.0  # estimated SNR above which a chunk is left unchanged (t* = 0), in the card
-    shifts: int = 4  # STFT frame-grid offsets averaged at inference (cycle spinning), in the card
+    shifts: int = SHIFTS  # STFT frame-grid offsets averaged at inference (cycle spinning), in the card
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=2))
 
     def noise_augment_share(self, step: int) -> float:
@@ -77,7 +79,7 @@ class TrainConfig:
              "noise_augment must be [[0, share], [step, share], ...] with increasing steps and shares in [0, 1]"),
             (1 <= self.inference_steps <= 1000, f"inference_steps must be 1..1000, got {self.inference_steps}"),
             (0 < self.sigma_scale <= 4, f"sigma_scale must be in (0, 4], got {self.sigma_scale}"),
-            (1 <= self.shifts <= 256, f"shifts must be 1..256, got {self.shifts}"),
+            (1 <= self.shifts <= spectral.HOP, f"shifts must be 1..{spectral.HOP}, got {self.shifts}"),
             (self.model.data_channels == 2 and self.model.cond_channels == 2,
              "model needs data_channels = cond_channels = 2 (real/imag STFT)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),

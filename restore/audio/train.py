@@ -282,8 +282,8 @@ def main(config_path: Path) -> Path:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", minutes=f"{state['elapsed'] / 60:.1f}")
         last = state["step"] >= cfg.max_steps or state["elapsed"] >= budget
         if state["step"] % cfg.val_every == 0 or last:
-            model = AudioModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, cfg.sigma_scale,
-                               cfg.clean_snr_db, cfg.shifts)
+            model = AudioModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, sigma_scale=cfg.sigma_scale,
+                               clean_snr_db=cfg.clean_snr_db, shifts=cfg.shifts)
             metrics = validate(model, val, cfg.inference_steps)
             state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
                                      "loss": float(np.mean(losses[-cfg.val_every:])), **metrics})
