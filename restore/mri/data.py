@@ -5,6 +5,10 @@ template inside the ``nilearn`` wheel (``nilearn:mni152``). Each training volume
 several voxel sizes; every batch draws slabs of ``2n + 1`` neighbouring slices in all three
 orientations, with flips, an intensity gamma and Rician noise whose sigma spans the configured
 range (fraction of the 99th percentile).
+
+Three heads (two of them Colin27) are few, so :class:`Augment` can also make new anatomy and
+scanners out of them: a smooth in-plane deformation, a Gaussian blur (a wider point-spread
+function, or an average template such as MNI152) and a smooth multiplicative bias field.
 """
 
 from __future__ import annotations
@@ -81,6 +85,55 @@ def build_training_set(sources: list[str], voxel_sizes: list[list[float]]) -> li
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Per-slab augmentation of the clean anatomy before the noise is added."""
+
+    elastic: float = 0.0  # probability of a smooth in-plane deformation
+    elastic_px: float = 3.0  # its largest displacement, in voxels
+    blur: float = 0.0  # probability of an isotropic Gaussian blur
+    blur_px: float = 1.2  # its largest sigma, in voxels
+    bias: float = 0.0  # largest log-amplitude of a smooth multiplicative field (every slab)
+
+    MARGIN = 8  # extra in-plane voxels cropped around a slab so that warps and blurs see real data
+    MARGIN_SLICES = 4  # extra slices on either side, for the blur
+
+    @property
+    def active(self) -> bool:
+        return self.elastic > 0 or self.blur > 0 or self.bias > 0
+
+
+def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, knots: int = 5) -> np.ndarray:
+    """A smooth random field in [-1, 1]: ``knots x knots`` normal values, cubic-interpolated."""
+    coarse = rng.standard_normal((knots, knots))
+    field = ndimage.zoom(coarse, (shape[0] / knots, shape[1] / knots), order=3, mode="nearest")[: shape[0], : shape[1]]
+    return (field / max(float(np.abs(field).max()), 1e-12)).astype(np.float32)
+
+
+def _bias_field(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random second-order polynomial in (z, y, x) over [-1, 1]^3 with largest magnitude 1."""
+    z, y, x = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in shape), indexing="ij", sparse=True)
+    terms = [x, y, z, x * x, y * y, z * z, x * y, y * z, x * z]
+    field = sum(float(c) * t for c, t in zip(rng.standard_normal(len(terms)), terms))
+    field = np.broadcast_to(field, shape)
+    return field / max(float(np.abs(field).max()), 1e-12)
+
+
+def augment_slab(slab: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """``slab: (S, H, W)`` clean and >= 0, with spare voxels around it (:attr:`Augment.MARGIN`)."""
+    s, h, w = slab.shape
+    if rng.random() < aug.elastic:
+        amp = rng.uniform(0.3, 1.0) * aug.elastic_px
+        yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+        coords = [yy + amp * _smooth_field((h, w), rng), xx + amp * _smooth_field((h, w), rng)]
+        slab = np.stack([ndimage.map_coordinates(sl, coords, order=1, mode="reflect") for sl in slab])
+    if rng.random() < aug.blur:
+        slab = ndimage.gaussian_filter(slab, rng.uniform(0.3, 1.0) * aug.blur_px, mode="nearest", truncate=3.0)
+    if aug.bias > 0:
+        slab = slab * np.exp(rng.uniform(0, aug.bias) * _bias_field((s, h, w), rng))
+    return np.clip(slab, 0, None).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class SlabBatch:
     clean: np.ndarray  # (B, 2n+1, P, P) p99 units
     noisy: np.ndarray  # (B, 2n+1, P, P) Rician, p99 units
@@ -88,22 +141,33 @@ class SlabBatch:
 
 
 def sample_slabs(volumes: list[TrainVolume], rng: np.random.Generator, *, batch: int, patch: int,
-                 neighbours: int, sigma_range: tuple[float, float], gamma_range: tuple[float, float]) -> SlabBatch:
-    """Random slabs of ``2n + 1`` slices, with flips, gamma and Rician noise (sigma log-uniform)."""
+                 neighbours: int, sigma_range: tuple[float, float], gamma_range: tuple[float, float],
+                 augment: Augment | None = None) -> SlabBatch:
+    """Random slabs of ``2n + 1`` slices, with flips, gamma and Rician noise (sigma log-uniform).
+
+    With an active ``augment`` each slab is cropped with spare voxels on every side
+    (:attr:`Augment.MARGIN`, :attr:`Augment.MARGIN_SLICES`), augmented (:func:`augment_slab`) and cut back; without one the random stream is
+    the one the shipped weights were trained on.
+    """
     width = 2 * neighbours + 1
+    on = augment is not None and augment.active
+    m, mz = (Augment.MARGIN, Augment.MARGIN_SLICES) if on else (0, 0)
     clean = np.zeros((batch, width, patch, patch), np.float32)
     for b in range(batch):
         vol = volumes[rng.integers(len(volumes))]
         axis = int(rng.integers(3))
         k = int(rng.choice(vol.slices[axis]))
-        idx = np.clip(np.arange(k - neighbours, k + neighbours + 1), 0, vol.data.shape[axis] - 1)
+        idx = np.clip(np.arange(k - neighbours - mz, k + neighbours + mz + 1), 0, vol.data.shape[axis] - 1)
         view = np.moveaxis(vol.data, axis, 0)  # (S, H, W), no copy
+        size = patch + 2 * m
         for _ in range(8):  # prefer patches that hold some head
-            h0 = int(rng.integers(0, max(view.shape[1] - patch, 0) + 1))
-            w0 = int(rng.integers(0, max(view.shape[2] - patch, 0) + 1))
-            crop = view[idx, h0 : h0 + patch, w0 : w0 + patch]  # (2n+1, <=P, <=P)
-            if (crop[neighbours] > 0.1).mean() > 0.2:
+            h0 = int(rng.integers(0, max(view.shape[1] - size, 0) + 1))
+            w0 = int(rng.integers(0, max(view.shape[2] - size, 0) + 1))
+            crop = view[idx, h0 : h0 + size, w0 : w0 + size]  # (2n+1+2mz, <=P+2m, <=P+2m)
+            if (crop[neighbours + mz, m : m + patch, m : m + patch] > 0.1).mean() > 0.2:
                 break
+        if on:
+            crop = augment_slab(crop, rng, augment)[mz : mz + width, m : m + patch, m : m + patch]
         clean[b, :, : crop.shape[1], : crop.shape[2]] = crop
     flips = rng.random((batch, 3)) < 0.5
     for b in range(batch):

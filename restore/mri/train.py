@@ -31,7 +31,7 @@ from restore import __version__
 from restore.device import autocast
 from restore.errors import InputError
 from restore.metrics.image import head_mask, psnr, ssim
-from restore.mri.data import build_training_set, load_source, sample_slabs
+from restore.mri.data import Augment, build_training_set, load_source, sample_slabs
 from restore.mri.denoise import denoise_volume
 from restore.mri.fill import fill_example, fill_slices, interpolate_missing
 from restore.mri.noise import add_rician_noise
@@ -64,6 +64,9 @@ class TrainConfig:
     validation_source: str
     validation_sigmas: tuple[float, ...]
     model: dict
+    # {from_step: N, elastic: p, elastic_px: a, blur: p, blur_px: s, bias: b}: restore.mri.data.Augment
+    # from step N on (the shipped denoiser's first 5200 steps ran without)
+    augment: dict | None = None
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:
@@ -71,9 +74,9 @@ class TrainConfig:
             raw = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as e:
             raise InputError(f"cannot read config {path}: {e}") from None
-        names = {f.name for f in fields(cls)}
-        if set(raw) != names:
-            raise InputError(f"{path}: missing {sorted(names - set(raw))}, unknown {sorted(set(raw) - names)}")
+        names, optional = {f.name for f in fields(cls)}, {"augment"}
+        if not names - optional <= set(raw) <= names:
+            raise InputError(f"{path}: missing {sorted(names - optional - set(raw))}, unknown {sorted(set(raw) - names)}")
         raw["voxel_sizes"] = tuple(tuple(v) for v in raw["voxel_sizes"])
         for k in ("sigma_range", "gamma_range", "train_sources", "validation_sigmas"):
             raw[k] = tuple(raw[k])
@@ -87,9 +90,25 @@ class TrainConfig:
             raise InputError(f"{path}: model.cond_channels must be {need} for task {cfg.task} with {cfg.neighbours} neighbours")
         if cfg.model.get("extra", {}).get("neighbours") != cfg.neighbours:
             raise InputError(f"{path}: model.extra.neighbours must equal neighbours ({cfg.neighbours})")
+        cfg.augmentation()  # validates the augment block
         if cfg.task == "fill" and "start_sigma" not in cfg.model.get("extra", {}):
             raise InputError(f"{path}: a fill model needs model.extra.start_sigma")
         return cfg
+
+    def augmentation(self) -> tuple[int, Augment | None]:
+        """``(from_step, Augment)`` of the ``augment`` block, or ``(steps, None)`` without one."""
+        if self.augment is None:
+            return self.steps, None
+        options = dict(self.augment)
+        from_step = options.pop("from_step", 0)
+        try:
+            aug = Augment(**options)
+        except TypeError as e:
+            raise InputError(f"augment: {e}") from None
+        if not (isinstance(from_step, int) and from_step >= 0 and 0 <= aug.elastic <= 1 and 0 <= aug.blur <= 1
+                and aug.elastic_px >= 0 and aug.blur_px >= 0 and aug.bias >= 0):
+            raise InputError(f"augment: from_step must be an int >= 0, probabilities in [0, 1], sizes >= 0: {self.augment}")
+        return from_step, aug
 
 
 def along_sampler_path(x0: torch.Tensor, y: torch.Tensor, s_y: torch.Tensor, t_star: torch.Tensor,
@@ -215,6 +234,7 @@ def main(config_path: Path | str) -> Path:
     volumes = build_training_set(list(cfg.train_sources), [list(v) for v in cfg.voxel_sizes])
     val_items = validation_set(cfg)
     print(f"{len(volumes)} training volumes: {', '.join(v.name for v in volumes)}", flush=True)
+    augment_from, augment = cfg.augmentation()
     device = torch.device("cpu")
     t0, elapsed0 = time.monotonic(), state["elapsed_s"]
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="train mri")
@@ -222,7 +242,8 @@ def main(config_path: Path | str) -> Path:
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step])
         batch = sample_slabs(volumes, rng, batch=cfg.batch_size, patch=cfg.patch, neighbours=cfg.neighbours,
-                             sigma_range=cfg.sigma_range, gamma_range=cfg.gamma_range)
+                             sigma_range=cfg.sigma_range, gamma_range=cfg.gamma_range,
+                             augment=augment if step >= augment_from else None)
         if cfg.task == "denoise":
             ex = diffusion_example(batch, model, rng, cfg.neighbours)
         else:
@@ -266,7 +287,8 @@ def main(config_path: Path | str) -> Path:
             "wall_time_s": round(state["elapsed_s"], 1),
             "threads": cfg.threads,
             "sigma_range_of_p99": list(cfg.sigma_range),
-            "augmentation": "3 orientations, flips, gamma, resampling, Rician noise",
+            "augmentation": "3 orientations, flips, gamma, resampling, Rician noise"
+                            + (f"; from step {augment_from}: {augment}" if augment is not None else ""),
             "config": str(config_path),
         },
         "metrics": {"validation": state["history"][-1] if state["history"] else {}},
