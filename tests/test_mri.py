@@ -176,3 +176,20 @@ def test_three_orientations_average_over_axes(tmp_path, noisy_volume, tiny_mri_m
     np.testing.assert_allclose(averaged, np.mean(per_axis, axis=0), rtol=1e-6, atol=1e-3)
     record = restore_nifti(noisy, tmp_path / "o3.nii.gz", orientations=3, model_path=tiny_mri_model, progress=False)
     assert record["params"]["orientations"] == 3
+
+
+def test_channels_last_weights_restore_the_same_volume(noisy_volume, tiny_mri_model):
+    """The pipeline loads MRI nets channels-last for speed; the restored volume must not change."""
+    import torch
+
+    from restore.mri.denoise import denoise_volume
+    from restore.mri.pipeline import cached_model
+    from restore.weights import load_model
+
+    fast = cached_model(str(tiny_mri_model), "cpu").model
+    plain = load_model(tiny_mri_model).model
+    assert next(p for p in fast.parameters() if p.ndim == 4).is_contiguous(memory_format=torch.channels_last)
+    data = np.asarray(nib.load(noisy_volume[0]).dataobj, dtype=np.float32)
+    a = denoise_volume(data, 30.0, fast, steps=1, bf16=False).data
+    b = denoise_volume(data, 30.0, plain, steps=1, bf16=False).data
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3 * float(np.abs(b).max()))
