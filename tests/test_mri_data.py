@@ -12,15 +12,9 @@ from restore.mri.data import Augment, TrainVolume, augment_slab, sample_slabs
 from restore.mri.train import TrainConfig
 
 
-def _volume() -> TrainVolume:
-    data = phantom((40, 44, 36)) / 800
-    fg = data > 0.1
-    slices = tuple(np.flatnonzero(fg.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3))
-    return TrainVolume(data.astype(np.float32), "phantom", slices)
-
-
 def _slabs(seed: int, augment: Augment | None):
-    return sample_slabs([_volume()], np.random.default_rng(seed), batch=6, patch=16, neighbours=2,
+    volume = TrainVolume.of((phantom((40, 44, 36)) / 800).astype(np.float32), "phantom")
+    return sample_slabs([volume], np.random.default_rng(seed), batch=6, patch=16, neighbours=2,
                         sigma_range=(0.01, 0.1), gamma_range=(0.8, 1.2), augment=augment)
 
 

@@ -67,6 +67,13 @@ class TrainVolume:
     name: str
     slices: tuple[np.ndarray, np.ndarray, np.ndarray]  # per axis: indices of slices with foreground
 
+    @classmethod
+    def of(cls, data: np.ndarray, name: str) -> TrainVolume:
+        """``data`` (p99 ~ 1) with the slices of each axis that hold more than 2% foreground."""
+        fg = data > 0.1
+        slices = tuple(np.flatnonzero(fg.mean(axis=tuple(a for a in range(3) if a != ax)) > 0.02) for ax in range(3))
+        return cls(data, name, slices)
+
 
 def build_training_set(sources: list[str], voxel_sizes: list[list[float]]) -> list[TrainVolume]:
     """Every source at every voxel size that does not upsample it by more than 1.6x."""
@@ -76,11 +83,8 @@ def build_training_set(sources: list[str], voxel_sizes: list[list[float]]) -> li
         for voxel in voxel_sizes:
             if min(zooms) / min(voxel) > 1.6:
                 continue
-            v = resample(data, zooms, tuple(voxel))
-            fg = v > 0.1
-            slices = tuple(np.flatnonzero(fg.mean(axis=tuple(a for a in range(3) if a != ax)) > 0.02)
-                           for ax in range(3))
-            volumes.append(TrainVolume(v, f"{spec}@{'x'.join(f'{z:g}' for z in voxel)}mm", slices))
+            name = f"{spec}@{'x'.join(f'{z:g}' for z in voxel)}mm"
+            volumes.append(TrainVolume.of(resample(data, zooms, tuple(voxel)), name))
     return volumes
 
 
@@ -96,6 +100,12 @@ class Augment:
 
     MARGIN = 8  # extra in-plane voxels cropped around a slab so that warps and blurs see real data
     MARGIN_SLICES = 4  # extra slices on either side, for the blur
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.elastic <= 1 and 0 <= self.blur <= 1):
+            raise ValueError(f"elastic and blur are probabilities in [0, 1], got {self.elastic} and {self.blur}")
+        if min(self.elastic_px, self.blur_px, self.bias) < 0:
+            raise ValueError("elastic_px, blur_px and bias must be >= 0")
 
     @property
     def active(self) -> bool:
@@ -146,8 +156,8 @@ def sample_slabs(volumes: list[TrainVolume], rng: np.random.Generator, *, batch:
     """Random slabs of ``2n + 1`` slices, with flips, gamma and Rician noise (sigma log-uniform).
 
     With an active ``augment`` each slab is cropped with spare voxels on every side
-    (:attr:`Augment.MARGIN`, :attr:`Augment.MARGIN_SLICES`), augmented (:func:`augment_slab`) and cut back; without one the random stream is
-    the one the shipped weights were trained on.
+    (:attr:`Augment.MARGIN`, :attr:`Augment.MARGIN_SLICES`), augmented (:func:`augment_slab`) and
+    cut back; without one the random stream is the one the shipped weights were trained on.
     """
     width = 2 * neighbours + 1
     on = augment is not None and augment.active

@@ -101,14 +101,12 @@ class TrainConfig:
             return self.steps, None
         options = dict(self.augment)
         from_step = options.pop("from_step", 0)
+        if not (isinstance(from_step, int) and from_step >= 0):
+            raise InputError(f"augment: from_step must be an int >= 0, got {from_step!r}")
         try:
-            aug = Augment(**options)
-        except TypeError as e:
+            return from_step, Augment(**options)
+        except (TypeError, ValueError) as e:
             raise InputError(f"augment: {e}") from None
-        if not (isinstance(from_step, int) and from_step >= 0 and 0 <= aug.elastic <= 1 and 0 <= aug.blur <= 1
-                and aug.elastic_px >= 0 and aug.blur_px >= 0 and aug.bias >= 0):
-            raise InputError(f"augment: from_step must be an int >= 0, probabilities in [0, 1], sizes >= 0: {self.augment}")
-        return from_step, aug
 
 
 def along_sampler_path(x0: torch.Tensor, y: torch.Tensor, s_y: torch.Tensor, t_star: torch.Tensor,
