@@ -133,8 +133,8 @@ def denoise_volume(
 def denoise_orientations(data: np.ndarray, sigma: float, model: UNetDenoiser, *, axes: list[int], seed: int = 0,
                          **options) -> DenoiseResult:
     """Average :func:`denoise_volume` over slicing ``axes`` (e.g. ``[2, 0, 1]``): each voxel is seen
-    in several orientations, for 2-2.5x the time. On held-out MNI152 at 3/6/9% noise: +0.4-0.5 dB
-    in the central 64 axial slices, -0.2 to +0.2 dB near the top and bottom of the head (README).
+    in several orientations, for ~3x the time. On the whole held-out MNI152 at 3/6/9% noise:
+    +0.43/+0.40/+0.40 dB, +0.32..+0.52 dB in every axial slab (bench/mri_orientations.py).
     ``options`` are :func:`denoise_volume`'s."""
     results = [denoise_volume(data, sigma, model, axis=a, seed=seed + i, **options) for i, a in enumerate(axes)]
     if len(results) == 1:
