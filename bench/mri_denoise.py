@@ -54,12 +54,13 @@ def run_nlmeans(noisy: np.ndarray, sigma: float) -> np.ndarray:
     return nlmeans(noisy, sigma, rician=True, method="classic", num_threads=2)
 
 
-def run_restore(noisy: np.ndarray, steps: int, fp32: bool, model: Path | None = None, orientations: int = 1) -> np.ndarray:
+def run_restore(noisy: np.ndarray, steps: int, fp32: bool, model: Path | None = None, orientations: int = 1,
+                refine: bool = True) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "noisy.nii.gz", Path(tmp) / "out.nii.gz"
         nib.save(nib.Nifti1Image(noisy, np.eye(4)), src)
         cmd = [str(ROOT / ".venv/bin/restore"), "mri", str(src), "-o", str(dst), "--quiet", "--steps", str(steps),
-               "--orientations", str(orientations)] + (["--fp32"] if fp32 else []) + (["--model", str(model)] if model else [])
+               "--orientations", str(orientations)] + (["--fp32"] if fp32 else []) + ([] if refine else ["--no-refine"]) + (["--model", str(model)] if model else [])
         subprocess.run(cmd, check=True)
         return np.asarray(nib.load(dst).dataobj, dtype=np.float32)
 
@@ -73,6 +74,7 @@ def main() -> int:
     ap.add_argument("--fp32", action="store_true", help="also run restore without bf16")
     ap.add_argument("--model", type=Path, help="restore weights to test (default: the shipped model)")
     ap.add_argument("--orientations", type=int, default=1, choices=[1, 3], help="restore's --orientations")
+    ap.add_argument("--no-refine", action="store_true", help="restore's --no-refine (diffusion stage only)")
     args = ap.parse_args()
     clean = held_out_volume(args.slices)
     mask = head_mask(clean)
@@ -93,9 +95,9 @@ def main() -> int:
             for k in args.steps:
                 for fp32 in ([False, True] if args.fp32 else [False]):
                     label = (f"restore K={k}{' fp32' if fp32 else ''}{' x3 orientations' if args.orientations == 3 else ''}"
-                             " (estimates sigma; whole process)")
-                    rows.append((label, lambda k=k, fp32=fp32, noisy=noisy: run_restore(noisy, k, fp32, args.model,
-                                                                                         args.orientations)))
+                             f"{' no refine' if args.no_refine else ''} (estimates sigma; whole process)")
+                    rows.append((label, lambda k=k, fp32=fp32, noisy=noisy: run_restore(
+                        noisy, k, fp32, args.model, args.orientations, not args.no_refine)))
         for name, fn in rows:
             t0 = time.perf_counter()
             out = fn()

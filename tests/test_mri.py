@@ -193,3 +193,19 @@ def test_channels_last_weights_restore_the_same_volume(noisy_volume, tiny_mri_mo
     a = denoise_volume(data, 30.0, fast, steps=1, bf16=False).data
     b = denoise_volume(data, 30.0, plain, steps=1, bf16=False).data
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3 * float(np.abs(b).max()))
+
+
+def test_refine_stage_is_on_by_default_and_can_be_skipped(tmp_path, noisy_volume, tiny_mri_model):
+    from restore.mri.refine import H_CANDIDATES
+
+    noisy, _ = noisy_volume
+    on = restore_nifti(noisy, tmp_path / "on.nii.gz", model_path=tiny_mri_model, progress=False)
+    off = restore_nifti(noisy, tmp_path / "off.nii.gz", model_path=tiny_mri_model, progress=False, refine=False)
+    assert on["params"]["refine"] and not off["params"]["refine"]
+    assert on["metrics"]["refine"]["h_over_sigma"] in H_CANDIDATES and "refine" not in off["metrics"]
+    assert set(on["metrics"]["refine"]["estimated_mse"]) == {str(h) for h in H_CANDIDATES}
+    a, b = (np.asarray(nib.load(tmp_path / f"{n}.nii.gz").dataobj) for n in ("on", "off"))
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert main(["mri", str(noisy), "-o", str(tmp_path / "cli.nii.gz"), "--no-refine", "--quiet",
+                 "--model", str(tiny_mri_model)]) == 0
+    assert json.loads((tmp_path / "cli.json").read_text())["params"]["refine"] is False

@@ -1,6 +1,7 @@
 """Restore one NIfTI file: the whole data flow, top to bottom.
 
-    load -> estimate sigma -> t* -> start from the observation -> reverse steps -> metrics -> write
+    load -> estimate sigma -> t* -> start from the observation -> reverse steps
+         -> pilot-guided non-local refinement -> metrics -> write
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from restore.mri.fill import MAX_GAP, SliceReport, detect_bad_slices, fill_slice
 from restore.mri.io import Volume, load_nifti, save_nifti
 from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
+from restore.mri.refine import nonlocal_refine
 from restore.outputs import check_output_path, sidecar_path, write_sidecar
 from restore.weights import LoadedModel, load_model
 
@@ -75,6 +77,7 @@ def restore_nifti(
     samples: int = 1,
     strength: float = 1.0,
     orientations: Literal[1, 3] = 1,
+    refine: bool = True,
     seed: int = 0,
     device: str = "auto",
     bf16: bool | None = None,
@@ -90,9 +93,10 @@ def restore_nifti(
     """Denoise a 3D/4D NIfTI volume and fill its missing or corrupted slices.
 
     ``task``: ``denoise``; ``fill`` (only the detected or given slices change; every other voxel
-    stays bit-identical); ``auto`` (fill what is missing, then denoise). Writes the output, its
-    sidecar, an uncertainty map (``samples > 1``) and a mask of filled voxels (when any), all
-    atomically, and returns the sidecar record (see :mod:`restore.api`)."""
+    stays bit-identical); ``auto`` (fill what is missing, then denoise). ``refine``: follow the
+    diffusion denoiser with the pilot-guided non-local stage (:mod:`restore.mri.refine`). Writes the
+    output, its sidecar, an uncertainty map (``samples > 1``) and a mask of filled voxels (when any),
+    all atomically, and returns the sidecar record (see :mod:`restore.api`)."""
     started = time.monotonic()
     input_path, output_path = Path(input_path), Path(output_path)
     steps = DEFAULT_STEPS if steps is None else steps
@@ -146,7 +150,7 @@ def restore_nifti(
             fr = fill_slices(data, report.to_fill, s, fill_model, axis=slice_axis, steps=FILL_STEPS, seed=seed + v,
                              bf16=use_bf16, ensemble=FILL_ENSEMBLE)
             data, filled = fr.data, fr.filled
-        res = None
+        res = refined = None
         out = data
         if task != "fill":
             axes = [slice_axis] + ([a for a in range(3) if a != slice_axis] if orientations == 3 else [])
@@ -154,12 +158,24 @@ def restore_nifti(
                                        seed=seed + 10 * v, bf16=use_bf16, strength=strength, on_batch=bar.update)
             non_negative = np.compress(known, vols[v], axis=slice_axis).min() >= 0
             out = np.maximum(res.data, 0) if non_negative else res.data  # magnitudes stay >= 0
+            if refine:
+                def pilot_fn(noisy: np.ndarray, sigma_: float, axes=axes, v=v, non_negative=non_negative) -> np.ndarray:
+                    pilot = denoise_orientations(noisy, sigma_, loaded.model, axes=axes, steps=steps, seed=seed + 10 * v,
+                                                 bf16=use_bf16, strength=strength).data
+                    return np.maximum(pilot, 0) if non_negative else pilot
+
+                refined = nonlocal_refine(data, out, s, pilot_fn=pilot_fn, rician=non_negative, seed=seed + v,
+                                          device=dev)
+                out = refined.data
         else:
             bar.update(n_slices)
         parts.append(out)
         stds.append(None if res is None else res.std)
         fills.append(filled)
         metrics = _volume_metrics(vols[v], out, est.sigma, s, res, refs[v], known, slice_axis)
+        if refined is not None:
+            metrics["refine"] = {"h_over_sigma": refined.h,
+                                 "estimated_mse": {str(k): e for k, e in refined.scores.items()}}
         metrics["slices"] = _slice_summary(report)
         per_volume.append(metrics)
     bar.close()
@@ -189,7 +205,7 @@ def restore_nifti(
                   **({"fill_version": cached_model(str(fill_model_path or DEFAULT_FILL_MODEL), str(dev)).version}
                      if filled_mask.any() else {})},
         "params": {"sigma": sigma, "steps": steps, "samples": samples, "strength": strength,
-                   "orientations": orientations, "seed": seed,
+                   "orientations": orientations, "refine": refine and task != "fill", "seed": seed,
                    "slice_axis": slice_axis, "task": task, "missing_slices": missing_slices, "bf16": use_bf16, "dtype": dtype or str(volume.on_disk_dtype)},
         "metrics": per_volume[0] if len(per_volume) == 1 else {"volumes": per_volume},
         "timing": {"seconds": round(time.monotonic() - started, 2), "device": str(dev)},

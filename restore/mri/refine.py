@@ -1,0 +1,172 @@
+"""Non-local refinement of a denoised volume, guided by the diffusion estimate (the "pilot").
+
+The 2.5D diffusion denoiser is sharp at edges but leaves low-frequency error in flat tissue, where
+non-local averaging of the *noisy* data is strong. This stage averages the noisy observation over
+a small 3D search window, weighting each neighbour by how alike the pilot's patches around the two
+voxels are (non-local means, Buades et al. 2005, with the weights taken from a pre-denoised image
+as in the second stage of BM3D/BM4D), and aggregates patch-wise (each weight is spread over its
+patch). Because the weights come from the pilot, not the noise, they separate tissues that the
+noisy patches cannot.
+
+Magnitude (Rician) data are averaged as squares and unbiased, sqrt(E[y^2] - 2 sigma^2) (Manjon et
+al. 2008). The filtering strength ``h`` (in units of sigma) is chosen per volume from the noisy data
+alone, by recorrupting a central slab and scoring the whole restoration (pilot and refinement)
+against an independent recorruption (:func:`choose_h`). That costs one more pass of the denoiser
+over the slab, but unlike SURE with the weights held fixed it accounts for the pilot's own
+dependence on the noise.
+
+On the whole held-out MNI152 (bench/mri_denoise.py) it adds 1.3-1.6 dB to the diffusion output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+H_CANDIDATES = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.85, 1.0, 1.2)  # h / sigma tried
+SCORE_SLICES = 32  # central slices (last axis) on which h is chosen
+CONTEXT = 4  # extra slices either side, denoised but not scored
+R2R_ALPHA = 0.5  # recorruption strength: h is chosen at noise sigma * sqrt(1 + 0.25) = 1.12 sigma
+MIN_SIGNAL_VOXELS = 1000
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    data: np.ndarray  # refined volume, same shape and units as the input
+    h: float  # chosen strength, in units of sigma (0: not refined)
+    scores: dict[float, float]  # estimated mean squared error per candidate h (input units^2)
+
+
+def _box(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over a ``size``^3 window, same shape; windows are cut at the border (the mean is over
+    the voxels inside). Separable shifted sums: ~6x faster than ``avg_pool3d`` on CPU."""
+    half = size // 2
+    for dim in range(3):
+        n = x.shape[dim]
+        total = x.clone()
+        count = torch.ones(n, dtype=x.dtype, device=x.device)
+        for d in range(1, min(half, n - 1) + 1):
+            total.narrow(dim, d, n - d).add_(x.narrow(dim, 0, n - d))
+            total.narrow(dim, 0, n - d).add_(x.narrow(dim, d, n - d))
+            count[d:] += 1
+            count[: n - d] += 1
+        x = total.div_(count.view([-1 if k == dim else 1 for k in range(3)]))
+    return x
+
+
+def _offsets(search: int) -> list[tuple[int, int, int]]:
+    """Half of the search window (the other half follows by symmetry), without the centre."""
+    r = range(-search, search + 1)
+    return [(i, j, k) for i in r for j in r for k in r if (i, j, k) > (0, 0, 0)]
+
+
+def _weighted_sums(y: torch.Tensor, pilot: torch.Tensor, inv_h2: list[float], search: int,
+                   patch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each ``1 / h^2``: (sum of weight * y over the window, sum of weights), self weight 1."""
+    sums = [(y.clone(), torch.ones_like(y)) for _ in inv_h2]
+    shape = y.shape
+    for offset in _offsets(search):
+        a = tuple(slice(max(0, -d), n - max(0, d)) for d, n in zip(offset, shape))
+        b = tuple(slice(s.start + d, s.stop + d) for d, s in zip(offset, a))
+        if any(s.stop <= s.start for s in a):
+            continue
+        dist = _box((pilot[a] - pilot[b]).square_(), patch)
+        ya, yb = y[a], y[b]
+        for c, (num, den) in zip(inv_h2, sums):
+            w = _box(torch.exp(dist * -c), patch)
+            num[a].addcmul_(w, yb)
+            den[a].add_(w)
+            num[b].addcmul_(w, ya)
+            den[b].add_(w)
+    return sums
+
+
+def _estimate(num: torch.Tensor, den: torch.Tensor, sigma: float, rician: bool) -> torch.Tensor:
+    """The estimate from the sums (for ``rician``, ``num`` sums squares: bias removed)."""
+    if not rician:
+        return num / den
+    return torch.sqrt(torch.clamp(num / den - 2 * sigma**2, min=0))
+
+
+def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, hs: list[float], rician: bool, search: int,
+            patch: int) -> list[torch.Tensor]:
+    sums = _weighted_sums(y * y if rician else y, pilot, [1 / (h * sigma) ** 2 for h in hs], search, patch)
+    return [_estimate(num, den, sigma, rician) for num, den in sums]
+
+
+def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, float], np.ndarray], *,
+             rician: bool = True, candidates: tuple[float, ...] = H_CANDIDATES, search: int = 2, patch: int = 3,
+             seed: int = 0, device: torch.device | str = "cpu") -> dict[float, float]:
+    """Estimated mean squared error (input units^2) of the whole restoration per candidate ``h``,
+    by Recorrupted-to-Recorrupted (Pang et al. 2021) on the central slices (last axis).
+
+    With z ~ N(0, sigma^2): y1 = y + a z and y2 = y - z / a have independent noises, so
+    mean((f(y1) - y2)^2) - sigma^2 (1 + 1/a^2) is unbiased for the error of ``f`` at noise
+    sigma * sqrt(1 + a^2), whatever ``f`` is. Here ``f`` is the pilot (``pilot_fn(y1, sigma1)``, e.g.
+    the diffusion denoiser) followed by the refinement, so the dependence of the weights on the
+    noise is accounted for; scored where the pilot is above 5 sigma (near-Gaussian magnitudes).
+    """
+    depth = noisy.shape[2]
+    lo = max(0, (depth - SCORE_SLICES) // 2)
+    hi = min(depth, lo + SCORE_SLICES)
+    ext = slice(max(0, lo - CONTEXT), min(depth, hi + CONTEXT))
+    inner = slice(lo - ext.start, hi - ext.start)
+    y = noisy[..., ext].astype(np.float32)
+    z = np.random.default_rng(seed).normal(0.0, sigma, y.shape).astype(np.float32)
+    y1, y2 = y + R2R_ALPHA * z, y - z / R2R_ALPHA
+    if rician:
+        y1 = np.abs(y1)  # the background may go negative; scoring is in the signal only
+    sigma1 = sigma * float(np.sqrt(1 + R2R_ALPHA**2))
+    p1 = pilot_fn(y1, sigma1).astype(np.float32)
+    dev = torch.device(device)
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+    outs = _filter(as_tensor(y1), as_tensor(p1), sigma1, list(candidates), rician, search, patch)
+    region = as_tensor(p1[..., inner] > 5 * sigma)
+    if int(region.sum()) < MIN_SIGNAL_VOXELS:
+        region = torch.ones_like(region)
+    target = as_tensor(y2[..., inner])
+    noise = sigma**2 * (1 + 1 / R2R_ALPHA**2)
+    return {h: float(((out[..., inner] - target) ** 2)[region].mean()) - noise for h, out in zip(candidates, outs)}
+
+
+def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: float | None = None,
+                    pilot_fn: Callable[[np.ndarray, float], np.ndarray] | None = None, rician: bool = True,
+                    candidates: tuple[float, ...] = H_CANDIDATES, search: int = 2, patch: int = 3, seed: int = 0,
+                    device: torch.device | str = "cpu") -> RefineResult:
+    """Refine ``pilot`` (a denoised ``noisy: (X, Y, Z)``, same units) by pilot-guided non-local means.
+
+    ``h``: strength in units of ``sigma``; ``None`` picks it among ``candidates`` with
+    :func:`choose_h`, which reruns ``pilot_fn(noisy_slab, sigma) -> pilot_slab`` (the denoiser that
+    made ``pilot``) on recorrupted central slices. ``rician``: magnitude data (averaged as squares,
+    bias removed); otherwise plain averages. Only the bounding box of the foreground (pilot above
+    3 sigma) is processed; the rest keeps the pilot.
+    """
+    if noisy.shape != pilot.shape or noisy.ndim != 3:
+        raise ValueError(f"noisy and pilot must be 3-D of one shape, got {noisy.shape} and {pilot.shape}")
+    if h is None and pilot_fn is None:
+        raise ValueError("give h or pilot_fn (to choose h)")
+    box = _foreground_box(pilot, 3 * sigma) if sigma > 0 else None
+    if box is None:
+        return RefineResult(pilot, 0.0, {})
+    scores: dict[float, float] = {}
+    if h is None:
+        scores = choose_h(noisy[box], sigma, pilot_fn, rician=rician, candidates=candidates, search=search,
+                          patch=patch, seed=seed, device=device)
+        h = min(scores, key=scores.get)
+    dev = torch.device(device)
+    y = torch.from_numpy(np.ascontiguousarray(noisy[box], dtype=np.float32)).to(dev)
+    p = torch.from_numpy(np.ascontiguousarray(pilot[box], dtype=np.float32)).to(dev)
+    (out,) = _filter(y, p, sigma, [h], rician, search, patch)
+    data = pilot.astype(np.float32, copy=True)
+    data[box] = out.cpu().numpy()
+    return RefineResult(data, float(h), scores)
+
+
+def _foreground_box(pilot: np.ndarray, threshold: float, margin: int = 4) -> tuple[slice, ...] | None:
+    idx = np.nonzero(pilot > threshold)
+    if len(idx[0]) == 0:
+        return None
+    return tuple(slice(max(0, int(i.min()) - margin), int(i.max()) + margin + 1) for i in idx)
