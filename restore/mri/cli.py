@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="reverse diffusion steps (default: 1)")
     p.add_argument("--samples", type=int, default=1, help="posterior samples to average; >1 also writes OUTPUT_std")
     p.add_argument("--orientations", type=int, default=1, choices=[1, 3],
-                   help="3: also restore along the other two axes and average (+0.3..+0.5 dB measured, ~2.9x the time)")
+                   help="3: also restore along the other two axes and average (+0.1 dB measured after refinement, ~2x the time)")
     p.add_argument("--no-refine", action="store_true",
                    help="skip the non-local stage that follows the diffusion denoiser (faster, ~1.5 dB lower PSNR)")
     p.add_argument("--strength", type=float, default=1.0, help="scale the noise level that sets t* (default 1)")

@@ -15,7 +15,8 @@ against an independent recorruption (:func:`choose_h`). That costs one more pass
 over the slab, but unlike SURE with the weights held fixed it accounts for the pilot's own
 dependence on the noise.
 
-On the whole held-out MNI152 (bench/mri_denoise.py) it adds 1.3-1.6 dB to the diffusion output.
+On the whole held-out MNI152 (bench/mri_denoise.py) it adds 1.4-1.6 dB to the diffusion output
+(36.90/32.89/30.62 -> 38.47/34.45/32.06 dB at 3/6/9% noise) for about 8-11 s per volume.
 """
 
 from __future__ import annotations
