@@ -154,18 +154,14 @@ def restore_nifti(
         out = data
         if task != "fill":
             axes = [slice_axis] + ([a for a in range(3) if a != slice_axis] if orientations == 3 else [])
-            res = denoise_orientations(data, s, loaded.model, axes=axes, steps=steps, samples=samples,
-                                       seed=seed + 10 * v, bf16=use_bf16, strength=strength, on_batch=bar.update)
+            denoise = functools.partial(denoise_orientations, model=loaded.model, axes=axes, steps=steps,
+                                        seed=seed + 10 * v, bf16=use_bf16, strength=strength)
+            res = denoise(data, s, samples=samples, on_batch=bar.update)
             non_negative = np.compress(known, vols[v], axis=slice_axis).min() >= 0
             out = np.maximum(res.data, 0) if non_negative else res.data  # magnitudes stay >= 0
             if refine:
-                def pilot_fn(noisy: np.ndarray, sigma_: float, axes=axes, v=v, non_negative=non_negative) -> np.ndarray:
-                    pilot = denoise_orientations(noisy, sigma_, loaded.model, axes=axes, steps=steps, seed=seed + 10 * v,
-                                                 bf16=use_bf16, strength=strength).data
-                    return np.maximum(pilot, 0) if non_negative else pilot
-
-                refined = nonlocal_refine(data, out, s, pilot_fn=pilot_fn, rician=non_negative, seed=seed + v,
-                                          device=dev)
+                refined = nonlocal_refine(data, out, s, pilot_fn=_pilot_fn(denoise, non_negative), rician=non_negative,
+                                          seed=seed + v, device=dev)
                 out = refined.data
         else:
             bar.update(n_slices)
@@ -212,6 +208,15 @@ def restore_nifti(
     }
     write_sidecar(sidecar_path(output_path), record)
     return record
+
+
+def _pilot_fn(denoise, non_negative: bool):
+    """The ``(noisy, sigma) -> pilot`` that refinement reruns on its scoring slab: ``denoise`` (one
+    sample), clamped like the restored volume."""
+    def run(noisy: np.ndarray, sigma: float) -> np.ndarray:
+        data = denoise(noisy, sigma).data
+        return np.maximum(data, 0) if non_negative else data
+    return run
 
 
 def _slice_summary(report: SliceReport) -> dict:

@@ -102,8 +102,8 @@ def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, fl
              rician: bool = True, candidates: tuple[float, ...] = H_CANDIDATES, search: int = 2, patch: int = 3,
              seed: int = 0, device: torch.device | str = "cpu") -> dict[float, float]:
     """Estimated mean squared error (input units^2) of the whole restoration per candidate ``h``
-    and, under ``h = 0``, of the pilot alone (no refinement), by Recorrupted-to-Recorrupted (Pang et al. 2021) on the central slices (last axis:
-    a quarter of them, 12 to 32).
+    and, under ``h = 0``, of the pilot alone (no refinement), by Recorrupted-to-Recorrupted (Pang
+    et al. 2021) on the central slices (last axis: a quarter of them, 12 to 32).
 
     With z ~ N(0, sigma^2): y1 = y + a z and y2 = y - z / a have independent noises, so
     mean((f(y1) - y2)^2) - sigma^2 (1 + 1/a^2) is unbiased for the error of ``f`` at noise
@@ -113,7 +113,8 @@ def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, fl
     The score is for noise 1.12 sigma, so the best ``h`` at sigma may be one grid step away (on
     the held-out MNI152 at 3/6/9% it is the same; on synthetic phantoms up to 8% more error). The
     scores are only comparable with each other: where blurred edges put background (Rayleigh)
-    voxels into the scored region, they underestimate the error (on MNI152 they were within a few percent).
+    voxels into the scored region, they underestimate the error (on MNI152 they were within a
+    few percent).
     """
     depth = noisy.shape[2]
     n = min(depth, max(SCORE_SLICES[0], min(SCORE_SLICES[1], depth // 4)))
@@ -127,17 +128,15 @@ def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, fl
     if rician:
         y1 = np.abs(y1)  # the background may go negative; scoring is in the signal only
     sigma1 = sigma * float(np.sqrt(1 + R2R_ALPHA**2))
-    p1 = pilot_fn(y1, sigma1).astype(np.float32)
-    dev = torch.device(device)
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-    outs = _filter(as_tensor(y1), as_tensor(p1), sigma1, list(candidates), rician, search, patch)
-    region = as_tensor(p1[..., inner] > 5 * sigma)
+    p1 = _tensor(pilot_fn(y1, sigma1), device)
+    outs = _filter(_tensor(y1, device), p1, sigma1, list(candidates), rician, search, patch)
+    region = p1[..., inner] > 5 * sigma
     if int(region.sum()) < MIN_SIGNAL_VOXELS:
         region = torch.ones_like(region)
-    target = as_tensor(y2[..., inner])
+    target = _tensor(y2[..., inner], device)
     noise = sigma**2 * (1 + 1 / R2R_ALPHA**2)
     score = lambda est: float(((est[..., inner] - target) ** 2)[region].mean()) - noise
-    return {0.0: score(as_tensor(p1)), **{h: score(out) for h, out in zip(candidates, outs)}}
+    return {0.0: score(p1), **{h: score(out) for h, out in zip(candidates, outs)}}
 
 
 def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: float | None = None,
@@ -149,8 +148,8 @@ def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: fl
     ``h``: strength in units of ``sigma``; ``None`` picks it among ``candidates`` with
     :func:`choose_h`, which reruns ``pilot_fn(noisy_slab, sigma) -> pilot_slab`` (the denoiser that
     made ``pilot``) on recorrupted central slices, and keeps the pilot (``h = 0``) when that scores
-    better than every candidate. ``rician``: magnitude data (averaged as squares,
-    bias removed); otherwise plain averages. Only the bounding box of the foreground (pilot above
+    better than every candidate. ``rician``: magnitude data (averaged as squares, bias removed);
+    otherwise plain averages. Only the bounding box of the foreground (pilot above
     3 sigma) is processed; the rest keeps the pilot.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 3:
@@ -161,19 +160,21 @@ def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: fl
     if box is None:
         return RefineResult(pilot, 0.0, {})
     scores: dict[float, float] = {}
+    noisy = noisy[box]
     if h is None:
-        scores = choose_h(noisy[box], sigma, pilot_fn, rician=rician, candidates=candidates, search=search,
+        scores = choose_h(noisy, sigma, pilot_fn, rician=rician, candidates=candidates, search=search,
                           patch=patch, seed=seed, device=device)
         h = min(scores, key=scores.get)
         if h == 0.0:
             return RefineResult(pilot, 0.0, scores)
-    dev = torch.device(device)
-    y = torch.from_numpy(np.ascontiguousarray(noisy[box], dtype=np.float32)).to(dev)
-    p = torch.from_numpy(np.ascontiguousarray(pilot[box], dtype=np.float32)).to(dev)
-    (out,) = _filter(y, p, sigma, [h], rician, search, patch)
+    (out,) = _filter(_tensor(noisy, device), _tensor(pilot[box], device), sigma, [h], rician, search, patch)
     data = pilot.astype(np.float32, copy=True)
     data[box] = out.cpu().numpy()
     return RefineResult(data, float(h), scores)
+
+
+def _tensor(a: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.device(device))
 
 
 def _foreground_box(pilot: np.ndarray, threshold: float, margin: int = 4) -> tuple[slice, ...] | None:
