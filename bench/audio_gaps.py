@@ -11,9 +11,9 @@ gap from the same 0.5 s of context on each side, as ``restore audio`` does:
 
 - zero fill: the dropout left as it is;
 - AR: least-squares AR interpolation (Janssen et al. 1986), order 128, 3 re-fits (:mod:`restore.audio.ar`);
-- AR 1024: the same at restore's order (:data:`restore.audio.inpaint.GAP_AR_ORDER`): restore's first
-  guess (``fill_samples`` without a model), so the table shows what the longer predictor gives and
-  what the network adds on top;
+- AR guess: restore's first guess (``fill_samples`` without a model: the mean of local order-1024
+  and order-512 fits, :data:`restore.audio.inpaint.GAP_AR_MEMBERS`), so the table shows what the
+  better predictor gives and what the network adds on top;
 - restore: the shipped inpainting model (AR first guess refined by the diffusion model).
 
 SNR is over the gap samples, LSD over the STFT frames that overlap the gap (both averaged over
@@ -44,7 +44,6 @@ from restore.audio.config import InpaintConfig
 from restore.audio.inpaint import (
     CARD_CHOICES,
     DEFAULT_WEIGHTS,
-    GAP_AR_ORDER,
     fill_samples,
     load_inpaint_model,
 )
@@ -165,7 +164,7 @@ def run(args: argparse.Namespace) -> None:
           f"{', '.join(f'{n} {getattr(model, n)}' for n in CARD_CHOICES)}; "
           f"{args.n} gaps per cell; "
           f"{'held-out speech (ru) and music' if args.split == 'val' else 'TRAINING-source crops (calibration)'}\n")
-    print(f"| kind | gap ms | zero SNR / LSD | AR SNR / LSD | AR {GAP_AR_ORDER} SNR / LSD | restore SNR / LSD "
+    print("| kind | gap ms | zero SNR / LSD | AR SNR / LSD | AR guess SNR / LSD | restore SNR / LSD "
           "| LSD ratio | SNR diff | AR ms | restore ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for kind, ms, m, t in gap_table(examples, model, args.n, args.steps, seed=1):

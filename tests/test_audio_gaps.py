@@ -247,13 +247,53 @@ def test_cli_fill_prints_a_summary_and_bad_gaps_are_one_line_errors(tmp_path, ca
         assert not (tmp_path / "o2.wav").exists()
 
 
-def test_fill_samples_without_model_is_the_long_ar_guess():
-    x = harmonic(0.6, 16000)
+def test_fill_samples_without_model_is_the_mean_of_the_local_ar_fills():
+    x = harmonic(1.2, 16000)
     known = np.ones(x.size, bool)
-    known[4000:4400] = False
-    base = fill_samples(None, np.where(known, x, 0), known)
-    assert np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=GAP_AR_ORDER, iterations=3))
-    assert not np.allclose(base, ar.interpolate(np.where(known, x, 0), known, order=128, iterations=3))
+    known[9000:9400] = False
+    observed = np.where(known, x, 0)
+    base = fill_samples(None, observed, known)
+    members = [ar.interpolate(observed[9000 - w : 9400 + w], known[9000 - w : 9400 + w], order=order, iterations=3)
+               for order, w in ((GAP_AR_ORDER, 8000), (512, 1600))]
+    assert np.allclose(base[9000:9400], np.mean([m[w : w + 400] for m, w in zip(members, (8000, 1600))], axis=0))
+    assert np.array_equal(base[known], observed[known])
+    assert not np.allclose(base, ar.interpolate(observed, known, order=GAP_AR_ORDER, iterations=3))
+
+
+def test_local_ar_fit_follows_a_change_of_sound_that_a_whole_signal_fit_averages_away():
+    """Two voiced sounds: 0.5 s at 100 Hz pitch with a 700 Hz formant, then 0.5 s at 142 Hz with an
+    1800 Hz one, and a 20 ms gap 60 ms after the change. A fit on the gap's 100 ms surroundings models
+    the second sound; one on the whole second mixes both."""
+    from scipy.signal import lfilter
+
+    n = np.arange(16000)
+
+    def voice(period: int, formant: float) -> np.ndarray:
+        pulses = (n % period == 0).astype(float)
+        return lfilter([1], [1, -1.8 * np.cos(2 * np.pi * formant / 16000), 0.81], pulses)
+
+    x = np.where(n < 8000, voice(160, 700), voice(113, 1800))
+    x = x / np.abs(x).max() + 0.01 * np.random.default_rng(0).standard_normal(n.size)
+    known = np.ones(n.size, bool)
+    known[8960:9280] = False
+    observed = np.where(known, x, 0)
+    local = ar.interpolate_around(observed, known, order=128, window=1600)
+    whole = ar.interpolate(observed, known, order=128)
+    assert np.array_equal(local[known], observed[known])
+    assert gap_snr(x, local, 8960, 9280) > gap_snr(x, whole, 8960, 9280) + 1.0
+
+
+def test_interpolate_around_shares_one_fit_between_close_gaps_and_fills_far_ones_separately():
+    x = harmonic(1.0, 16000)
+    known = np.ones(x.size, bool)
+    for a in (3000, 3500, 12000):  # the first two are within 2 windows of each other
+        known[a : a + 160] = False
+    observed = np.where(known, x, 0)
+    out = ar.interpolate_around(observed, known, order=128, window=800)
+    near = ar.interpolate(observed[2200:4460], known[2200:4460], order=128)
+    far = ar.interpolate(observed[11200:12960], known[11200:12960], order=128)
+    assert np.allclose(out[2200:4460], near) and np.allclose(out[11200:12960], far)
+    assert ar.unknown_runs(known) == [(3000, 3160), (3500, 3660), (12000, 12160)]
 
 
 def test_long_ar_guess_spans_a_pitch_period_the_baseline_order_cannot():

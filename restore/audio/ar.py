@@ -87,6 +87,39 @@ def interpolate(x: np.ndarray, known: np.ndarray, *, order: int = DEFAULT_ORDER,
     return filled
 
 
+def unknown_runs(known: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of the runs where ``known`` is False."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~np.asarray(known, bool)).astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def interpolate_around(x: np.ndarray, known: np.ndarray, *, order: int, window: int, iterations: int = 3,
+                       order_for=None) -> np.ndarray:
+    """Janssen interpolation with a local AR model per gap: float64 ``(L,)``.
+
+    Each unknown run is filled from an AR model fitted on the ``window`` samples on each side of it
+    only (runs whose windows overlap share one fit), not on the whole signal: speech changes sound
+    every few tens of ms, and a model of the phoneme around the gap predicts it better than one of
+    the whole second. ``order_for(unknown)``, if given, sets each fit's order from its number of
+    unknown samples (a cost cap); else ``order`` is used.
+    """
+    x = np.asarray(x, np.float64)
+    known = np.asarray(known, bool)
+    out = np.where(known, x, 0.0)
+    clusters: list[list[int]] = []
+    for a, b in unknown_runs(known):
+        if clusters and a - window <= clusters[-1][1] + window:
+            clusters[-1][1] = b
+        else:
+            clusters.append([a, b])
+    for a, b in clusters:
+        lo, hi = max(0, a - window), min(x.size, b + window)
+        k = known[lo:hi]
+        p = order if order_for is None else min(order, order_for(int((~k).sum())))
+        out[lo:hi] = np.where(k, out[lo:hi], interpolate(out[lo:hi], k, order=p, iterations=iterations))
+    return out
+
+
 def project_clipped(x: np.ndarray, clipped: np.ndarray, level: np.ndarray) -> np.ndarray:
     """Enforce the clipping constraint: where ``clipped``, ``|x| >= level`` with the sign of ``level``.
 
