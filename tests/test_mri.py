@@ -204,7 +204,7 @@ def test_refine_stage_is_on_by_default_and_can_be_skipped(tmp_path, noisy_volume
     assert on["params"]["refine"] and not off["params"]["refine"]
     chosen = on["metrics"]["refine"]["h_over_sigma"]
     assert set(chosen) <= {0.0, *H_CANDIDATES} and len(chosen) == len(on["metrics"]["refine"]["class_edges_std_over_sigma"]) + 1
-    assert "refine" not in off["metrics"]
+    assert on["metrics"]["refine"]["search_window"] in (5, 7) and "refine" not in off["metrics"]
     assert set(on["metrics"]["refine"]["estimated_mse"]) == {str(h) for h in (0.0, *H_CANDIDATES)}
     a, b = (np.asarray(nib.load(tmp_path / f"{n}.nii.gz").dataobj) for n in ("on", "off"))
     assert a.shape == b.shape and not np.array_equal(a, b)

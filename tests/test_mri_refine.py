@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from restore.metrics.image import psnr
 from restore.mri.noise import add_rician_noise
-from restore.mri.refine import H_CANDIDATES, N_CLASSES, nonlocal_refine
+from restore.mri.refine import H_CANDIDATES, N_CLASSES, SEARCH, SINGLE_SEARCH, nonlocal_refine
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +77,15 @@ def test_a_strength_per_class_beats_the_best_single_strength():
     pilot_fn = lambda v, s: ndimage.gaussian_filter(v, 0.7)
     pilot = pilot_fn(noisy, sigma)
     err = lambda v: float(((v - clean) ** 2).mean())
-    single = min(err(nonlocal_refine(noisy, pilot, sigma, h=h).data) for h in H_CANDIDATES)
     out = nonlocal_refine(noisy, pilot, sigma, pilot_fn=pilot_fn, classes=2, min_class_voxels=5000)
+    assert out.search == SEARCH  # several classes: the wider window
+    single = min(err(nonlocal_refine(noisy, pilot, sigma, h=h, search=out.search).data) for h in H_CANDIDATES)
     flat, textured = out.h
     assert flat < textured, out.h
     assert err(out.data) < 0.97 * single, (err(out.data), single)
-    # a scored region too small for two classes of min_class_voxels gets one
-    assert len(nonlocal_refine(noisy, pilot, sigma, pilot_fn=pilot_fn, classes=2).h) == 1
+    # a scored region too small for two classes of min_class_voxels gets one, and the 5x5x5 window
+    one = nonlocal_refine(noisy, pilot, sigma, pilot_fn=pilot_fn, classes=2)
+    assert len(one.h) == 1 and one.search == SINGLE_SEARCH < SEARCH
 
 
 def test_rician_bias_is_removed_in_dark_tissue():

@@ -171,6 +171,7 @@ def restore_nifti(
         metrics = _volume_metrics(vols[v], out, est.sigma, s, res, refs[v], known, slice_axis)
         if refined is not None:
             metrics["refine"] = {"h_over_sigma": list(refined.h), "class_edges_std_over_sigma": list(refined.edges),
+                                 "search_window": 2 * refined.search + 1,
                                  "estimated_mse": {str(k): list(e) for k, e in refined.scores.items()}}
         metrics["slices"] = _slice_summary(report)
         per_volume.append(metrics)
