@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_toeplitz, solveh_banded
 
+from restore.audio import gaps
+
 DEFAULT_ORDER = 128
 
 
@@ -87,12 +89,6 @@ def interpolate(x: np.ndarray, known: np.ndarray, *, order: int = DEFAULT_ORDER,
     return filled
 
 
-def unknown_runs(known: np.ndarray) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` of the runs where ``known`` is False."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~np.asarray(known, bool)).astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-
-
 def interpolate_around(x: np.ndarray, known: np.ndarray, *, order: int, window: int, iterations: int = 3,
                        order_for=None) -> np.ndarray:
     """Janssen interpolation with a local AR model per gap: float64 ``(L,)``.
@@ -107,7 +103,7 @@ def interpolate_around(x: np.ndarray, known: np.ndarray, *, order: int, window: 
     known = np.asarray(known, bool)
     out = np.where(known, x, 0.0)
     clusters: list[list[int]] = []
-    for a, b in unknown_runs(known):
+    for a, b in gaps.runs(~known).tolist():
         if clusters and a - window <= clusters[-1][1] + window:
             clusters[-1][1] = b
         else:

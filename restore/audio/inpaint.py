@@ -28,7 +28,7 @@ import soxr
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from restore.audio import ar, spectral
+from restore.audio import ar, gaps, spectral
 from restore.device import autocast
 from restore.diffusion import sample_ddim, start_from_observation
 from restore.nets.unet import UNetDenoiser
@@ -46,8 +46,8 @@ TAPER_SECONDS = 0.002
 GAP_AR_ORDER = 1024
 # The gap guess averages two LSAR fills, each fitted on the input around the gap only: (order,
 # seconds of context on each side). The long one carries pitch and stationary tones across the gap;
-# the short one models the phoneme at the gap. Measured on training-source crops
-# (bench/audio_gaps.py --split train, 16 gaps per cell) against the single order-1024 fit on the whole
+# the short one models the phoneme at the gap. Chosen on training-source crops (a grid of orders
+# and windows, 16 gaps per cell; card: calibration_local_guess) against the single order-1024 fit on the whole
 # 0.5 s: speech +1.8 / +0.8 / +0.1 / -0.0 dB gap SNR at 20/50/100/200 ms, music -0.2 to -0.0 dB
 # (held-out: speech +1.9 / +0.7 / +0.5 / -0.1, music -0.2 to +0.2; LSD ratios to AR-128 within +-0.06).
 GAP_AR_MEMBERS = ((GAP_AR_ORDER, 0.5), (512, 0.1))
@@ -153,8 +153,7 @@ def correction_weight(model: InpaintModel, known: np.ndarray, sr: int, clipped: 
     weight = model.blend * taper
     shortest = model.min_model_ms * sr / 1000
     if shortest > 0:
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~known).astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2]):
+        for a, b in gaps.runs(~known):
             if b - a < shortest and (clipped is None or not clipped[a:b].any()):
                 weight[a:b] = 0.0
     return weight

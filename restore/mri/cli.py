@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--orientations", type=int, default=1, choices=[1, 3],
                    help="3: also restore along the other two axes and average (+0.1 dB measured after refinement, ~2x the time)")
     p.add_argument("--no-refine", action="store_true",
-                   help="skip the non-local stage that follows the diffusion denoiser (faster, ~1.5 dB lower PSNR)")
+                   help="skip the non-local stage that follows the diffusion denoiser (faster, ~2 dB lower PSNR)")
     p.add_argument("--strength", type=float, default=1.0, help="scale the noise level that sets t* (default 1)")
     p.add_argument("--task", default="auto", choices=["auto", "denoise", "fill"],
                    help="auto: fill missing/corrupted slices, then denoise (default); fill: only fill")
