@@ -6,7 +6,10 @@ a 7x7x7 search window (5x5x5 for small volumes), weighting each neighbour by how
 two voxels are (non-local means, Buades et al. 2005, with the weights taken from a pre-denoised
 image as in the second stage of BM3D/BM4D), and aggregates patch-wise (each weight is spread over
 its patch). Because the weights come from the pilot, not the noise, they separate tissues that the
-noisy patches cannot.
+noisy patches cannot. The pilot has a small error of its own, so patch distances below
+``PILOT_SHIFT sigma^2`` count as equal (a flat-top kernel, as NLM subtracts the noise's expected
+distance, Buades et al. 2011): alike tissue keeps full weight even at a small ``h``, which lets the
+score choose a smaller ``h`` that keeps edges and texture.
 
 Magnitude (Rician) data are averaged as squares and unbiased, sqrt(E[y^2] - 2 sigma^2) (Manjon et
 al. 2008). The filtering strength ``h`` (in units of sigma) is chosen per volume from the noisy data
@@ -16,9 +19,9 @@ refinement) against an independent recorruption (:func:`choose_h`). That costs o
 the denoiser over the slab, but unlike SURE with the weights held fixed it accounts for the
 pilot's own dependence on the noise.
 
-On the whole held-out MNI152 (bench/mri_denoise.py) it adds 2.0-2.3 dB to the diffusion output
-(36.90/32.89/30.62 -> 39.16/35.14/32.63 dB at 3/6/9% noise; one h for all voxels in a 5x5x5 window
-gave 38.47/34.45/32.06) for about 17-23 s per volume.
+On the whole held-out MNI152 (bench/mri_denoise.py) it adds 2.0-2.4 dB to the diffusion output
+(36.90/32.89/30.62 -> 39.24/35.26/32.67 dB at 3/6/9% noise; without the shift 39.16/35.14/32.63,
+with one h for all voxels in a 5x5x5 window 38.47/34.45/32.06) for about 20-25 s per volume.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-H_CANDIDATES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.45, 1.7, 2.0)  # h / sigma tried
+H_CANDIDATES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.45, 1.7)  # h / sigma tried
 SEARCH = 3  # half-width of the search window with an h per class: 7x7x7 neighbours
 SINGLE_SEARCH = 2  # with one h for the whole volume (small volumes, or h given): 5x5x5, better there (see choose_h)
 PATCH = 3  # patch side for the pilot distance
+PILOT_SHIFT = 0.05  # patch distances below this (x sigma^2) count as equal: the pilot's own error (flat-top kernel)
 N_CLASSES = 5  # strength classes: quantiles of the pilot's local standard deviation in the scored region
 MIN_CLASS_VOXELS = 50_000  # fewer classes when the scored region is small: a class's score stays precise
 SCORE_SLICES = (12, 32)  # central slices (last axis) on which h is chosen: a quarter of the depth, within these
@@ -74,9 +78,10 @@ def _offsets(search: int) -> list[tuple[int, int, int]]:
 
 
 def _weighted_sums(y: torch.Tensor, pilot: torch.Tensor, inv_h2: list[float | torch.Tensor], search: int,
-                   patch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                   patch: int, shift: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """For each ``1 / h^2`` (a number, or a map of y's shape: a pair of voxels then uses the mean of
-    its two values): (sum of weight * y over the window, sum of weights), self weight 1."""
+    its two values): (sum of weight * y over the window, sum of weights), self weight 1. A pair's
+    weight is ``exp(-max(d - shift, 0) / h^2)``, ``d`` the mean squared pilot difference over the patch."""
     sums = [(y.clone(), torch.ones_like(y)) for _ in inv_h2]
     shape = y.shape
     for offset in _offsets(search):
@@ -84,7 +89,7 @@ def _weighted_sums(y: torch.Tensor, pilot: torch.Tensor, inv_h2: list[float | to
         b = tuple(slice(s.start + d, s.stop + d) for d, s in zip(offset, a))
         if any(s.stop <= s.start for s in a):
             continue
-        dist = _box((pilot[a] - pilot[b]).square_(), patch)
+        dist = _box((pilot[a] - pilot[b]).square_(), patch).sub_(shift).clamp_(min=0)
         ya, yb = y[a], y[b]
         for c, (num, den) in zip(inv_h2, sums):
             pair = c if not isinstance(c, torch.Tensor) else (c[a] + c[b]) * 0.5
@@ -106,7 +111,8 @@ def _estimate(num: torch.Tensor, den: torch.Tensor, sigma: float, rician: bool) 
 def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, hs: list[float | torch.Tensor], rician: bool,
             search: int, patch: int) -> list[torch.Tensor]:
     """Pilot-guided NLM of ``y`` for each strength in ``hs`` (units of sigma; a number or a per-voxel map)."""
-    sums = _weighted_sums(y * y if rician else y, pilot, [1 / (h * sigma) ** 2 for h in hs], search, patch)
+    sums = _weighted_sums(y * y if rician else y, pilot, [1 / (h * sigma) ** 2 for h in hs], search, patch,
+                          PILOT_SHIFT * sigma**2)
     return [_estimate(num, den, sigma, rician) for num, den in sums]
 
 
@@ -132,8 +138,8 @@ def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, fl
     noise is accounted for; scored where the pilot is above 5 sigma (near-Gaussian magnitudes).
     The voxels are split into ``classes`` of equal size (fewer if a class would have less than
     ``min_class_voxels``) by the pilot's local standard deviation (in units of its sigma): flat
-    tissue wants a smaller ``h`` than edges and texture (on the held-out MNI152 at 9% noise 0.25
-    against 0.45), so each class gets its own. ``search=None`` takes a 7x7x7 window with several
+    tissue wants a smaller ``h`` than edges and texture (on the held-out MNI152 at 9% noise 0.15
+    against 0.4), so each class gets its own. ``search=None`` takes a 7x7x7 window with several
     classes and 5x5x5 with one: with one h, 5x5x5 measured better (MNI152 at 3%: 38.47 against
     38.09 dB; a 2 mm 4D series +0.42 against +0.25 dB over the pilot, at the best h), with an h per class
     7x7x7 (MNI152 at 9%: 32.63 against 32.27 dB). The score is for
