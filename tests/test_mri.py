@@ -176,6 +176,7 @@ def test_three_orientations_average_over_axes(tmp_path, noisy_volume, tiny_mri_m
     np.testing.assert_allclose(averaged, np.mean(per_axis, axis=0), rtol=1e-6, atol=1e-3)
     record = restore_nifti(noisy, tmp_path / "o3.nii.gz", orientations=3, model_path=tiny_mri_model, progress=False)
     assert record["params"]["orientations"] == 3
+    assert record["metrics"]["refine"]["pilot_shift_sigma2"] == 0.0  # the flat-top kernel is for one orientation
 
 
 def test_channels_last_weights_restore_the_same_volume(noisy_volume, tiny_mri_model):
@@ -196,7 +197,7 @@ def test_channels_last_weights_restore_the_same_volume(noisy_volume, tiny_mri_mo
 
 
 def test_refine_stage_is_on_by_default_and_can_be_skipped(tmp_path, noisy_volume, tiny_mri_model):
-    from restore.mri.refine import H_CANDIDATES
+    from restore.mri.refine import H_CANDIDATES, PILOT_SHIFT
 
     noisy, _ = noisy_volume
     on = restore_nifti(noisy, tmp_path / "on.nii.gz", model_path=tiny_mri_model, progress=False)
@@ -205,6 +206,7 @@ def test_refine_stage_is_on_by_default_and_can_be_skipped(tmp_path, noisy_volume
     chosen = on["metrics"]["refine"]["h_over_sigma"]
     assert set(chosen) <= {0.0, *H_CANDIDATES} and len(chosen) == len(on["metrics"]["refine"]["class_edges_std_over_sigma"]) + 1
     assert on["metrics"]["refine"]["search_window"] in (5, 7) and "refine" not in off["metrics"]
+    assert on["metrics"]["refine"]["pilot_shift_sigma2"] == PILOT_SHIFT > 0
     assert set(on["metrics"]["refine"]["estimated_mse"]) == {str(h) for h in (0.0, *H_CANDIDATES)}
     a, b = (np.asarray(nib.load(tmp_path / f"{n}.nii.gz").dataobj) for n in ("on", "off"))
     assert a.shape == b.shape and not np.array_equal(a, b)

@@ -23,7 +23,7 @@ from restore.mri.fill import MAX_GAP, SliceReport, detect_bad_slices, fill_slice
 from restore.mri.io import Volume, load_nifti, save_nifti
 from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
-from restore.mri.refine import nonlocal_refine
+from restore.mri.refine import PILOT_SHIFT, nonlocal_refine
 from restore.outputs import check_output_path, sidecar_path, write_sidecar
 from restore.weights import LoadedModel, load_model
 
@@ -126,6 +126,7 @@ def restore_nifti(
     loaded = cached_model(str(model_path or DEFAULT_MODEL), str(dev))
     use_bf16 = (dev.type == "cpu") if bf16 is None else bf16
 
+    refine_shift = PILOT_SHIFT if orientations == 1 else 0.0  # measured: see restore.mri.refine.PILOT_SHIFT
     parts, stds, fills, per_volume = [], [], [], []
     vols = _volumes(volume.data)
     refs = _volumes(ref) if ref is not None else [None] * len(vols)
@@ -161,7 +162,7 @@ def restore_nifti(
             out = np.maximum(res.data, 0) if non_negative else res.data  # magnitudes stay >= 0
             if refine:
                 refined = nonlocal_refine(data, out, s, pilot_fn=_pilot_fn(denoise, non_negative), rician=non_negative,
-                                          seed=seed + v, device=dev)
+                                          shift=refine_shift, seed=seed + v, device=dev)
                 out = refined.data
         else:
             bar.update(n_slices)
@@ -171,7 +172,7 @@ def restore_nifti(
         metrics = _volume_metrics(vols[v], out, est.sigma, s, res, refs[v], known, slice_axis)
         if refined is not None:
             metrics["refine"] = {"h_over_sigma": list(refined.h), "class_edges_std_over_sigma": list(refined.edges),
-                                 "search_window": 2 * refined.search + 1,
+                                 "search_window": 2 * refined.search + 1, "pilot_shift_sigma2": refine_shift,
                                  "estimated_mse": {str(k): list(e) for k, e in refined.scores.items()}}
         metrics["slices"] = _slice_summary(report)
         per_volume.append(metrics)

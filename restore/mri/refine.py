@@ -6,10 +6,10 @@ a 7x7x7 search window (5x5x5 for small volumes), weighting each neighbour by how
 two voxels are (non-local means, Buades et al. 2005, with the weights taken from a pre-denoised
 image as in the second stage of BM3D/BM4D), and aggregates patch-wise (each weight is spread over
 its patch). Because the weights come from the pilot, not the noise, they separate tissues that the
-noisy patches cannot. The pilot has a small error of its own, so patch distances below
-``PILOT_SHIFT sigma^2`` count as equal (a flat-top kernel, as NLM subtracts the noise's expected
-distance, Buades et al. 2011): alike tissue keeps full weight even at a small ``h``, which lets the
-score choose a smaller ``h`` that keeps edges and texture.
+noisy patches cannot. The pilot's own error keeps the distance of alike patches above 0, so
+distances below ``PILOT_SHIFT sigma^2`` count as equal (a flat-top kernel, as NLM subtracts the
+noise's expected distance, Buades et al. 2011): alike tissue keeps full weight even at a small
+``h``, and the score then picks a smaller ``h`` that keeps edges and texture.
 
 Magnitude (Rician) data are averaged as squares and unbiased, sqrt(E[y^2] - 2 sigma^2) (Manjon et
 al. 2008). The filtering strength ``h`` (in units of sigma) is chosen per volume from the noisy data
@@ -36,7 +36,11 @@ H_CANDIDATES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.85, 1.0,
 SEARCH = 3  # half-width of the search window with an h per class: 7x7x7 neighbours
 SINGLE_SEARCH = 2  # with one h for the whole volume (small volumes, or h given): 5x5x5, better there (see choose_h)
 PATCH = 3  # patch side for the pilot distance
-PILOT_SHIFT = 0.05  # patch distances below this (x sigma^2) count as equal: the pilot's own error (flat-top kernel)
+# pilot patch distances below this (x sigma^2) count as equal (flat-top kernel). Chosen on Colin27 and
+# the macaque for the one-orientation 2.5D pilot (model card: refine_stage.flat_top_shift); with the
+# 3-orientation pilot it lost 0.38 dB at 3% on MNI152 (38.86 vs 39.24; +0.08 at 9%), so
+# `restore mri --orientations 3` refines with 0
+PILOT_SHIFT = 0.05
 N_CLASSES = 5  # strength classes: quantiles of the pilot's local standard deviation in the scored region
 MIN_CLASS_VOXELS = 50_000  # fewer classes when the scored region is small: a class's score stays precise
 SCORE_SLICES = (12, 32)  # central slices (last axis) on which h is chosen: a quarter of the depth, within these
@@ -109,10 +113,10 @@ def _estimate(num: torch.Tensor, den: torch.Tensor, sigma: float, rician: bool) 
 
 
 def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, hs: list[float | torch.Tensor], rician: bool,
-            search: int, patch: int) -> list[torch.Tensor]:
+            search: int, patch: int, shift: float) -> list[torch.Tensor]:
     """Pilot-guided NLM of ``y`` for each strength in ``hs`` (units of sigma; a number or a per-voxel map)."""
     sums = _weighted_sums(y * y if rician else y, pilot, [1 / (h * sigma) ** 2 for h in hs], search, patch,
-                          PILOT_SHIFT * sigma**2)
+                          shift * sigma**2)
     return [_estimate(num, den, sigma, rician) for num, den in sums]
 
 
@@ -124,7 +128,8 @@ def local_std(pilot: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
 
 def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, float], np.ndarray], *,
              rician: bool = True, candidates: tuple[float, ...] = H_CANDIDATES, classes: int = N_CLASSES,
-             min_class_voxels: int = MIN_CLASS_VOXELS, search: int | None = None, patch: int = PATCH, seed: int = 0,
+             min_class_voxels: int = MIN_CLASS_VOXELS, search: int | None = None, patch: int = PATCH,
+             shift: float = PILOT_SHIFT, seed: int = 0,
              device: torch.device | str = "cpu") -> tuple[tuple[float, ...], dict[float, tuple[float, ...]], int]:
     """Class boundaries, per candidate ``h`` (and under ``h = 0`` for the pilot alone) the
     estimated mean squared error (input units^2) of the whole restoration in each class, and the
@@ -170,7 +175,7 @@ def choose_h(noisy: np.ndarray, sigma: float, pilot_fn: Callable[[np.ndarray, fl
     label = torch.bucketize(spread, edges)
     if search is None:
         search = SEARCH if edges.numel() else SINGLE_SEARCH
-    outs = _filter(_tensor(y1, device), p1, sigma1, list(candidates), rician, search, patch)
+    outs = _filter(_tensor(y1, device), p1, sigma1, list(candidates), rician, search, patch, shift)
     target = _tensor(y2[..., inner], device)[region]
     noise = sigma**2 * (1 + 1 / R2R_ALPHA**2)
 
@@ -186,7 +191,7 @@ def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: fl
                     pilot_fn: Callable[[np.ndarray, float], np.ndarray] | None = None, rician: bool = True,
                     candidates: tuple[float, ...] = H_CANDIDATES, classes: int = N_CLASSES,
                     min_class_voxels: int = MIN_CLASS_VOXELS, search: int | None = None, patch: int = PATCH,
-                    seed: int = 0, device: torch.device | str = "cpu") -> RefineResult:
+                    shift: float = PILOT_SHIFT, seed: int = 0, device: torch.device | str = "cpu") -> RefineResult:
     """Refine ``pilot`` (a denoised ``noisy: (X, Y, Z)``, same units) by pilot-guided non-local means.
 
     ``h``: one strength everywhere, in units of ``sigma``; ``None`` picks one per class of the
@@ -196,8 +201,9 @@ def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: fl
     pilot (``h = 0``). The filter then runs once with a per-voxel strength map (a pair of voxels
     uses the mean of their ``1/h^2``), over a ``2 search + 1`` window (``None``: 7x7x7 with several
     classes, 5x5x5 with one or a given ``h``). ``rician``: magnitude data (averaged as squares, bias
-    removed); otherwise plain averages. Only the bounding box of the foreground (pilot above
-    3 sigma) is processed; the rest keeps the pilot.
+    removed); otherwise plain averages. ``shift``: pilot patch distances below ``shift sigma^2``
+    count as equal (flat-top kernel; 0 for the plain Gaussian one). Only the bounding box of the
+    foreground (pilot above 3 sigma) is processed; the rest keeps the pilot.
     """
     if noisy.shape != pilot.shape or noisy.ndim != 3:
         raise ValueError(f"noisy and pilot must be 3-D of one shape, got {noisy.shape} and {pilot.shape}")
@@ -212,7 +218,7 @@ def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: fl
     if h is None:
         edges, scores, search = choose_h(noisy, sigma, pilot_fn, rician=rician, candidates=candidates,
                                          classes=classes, min_class_voxels=min_class_voxels, search=search,
-                                         patch=patch, seed=seed, device=device)
+                                         patch=patch, shift=shift, seed=seed, device=device)
         hs = tuple(min(scores, key=lambda c: scores[c][k]) for k in range(len(edges) + 1))
     else:
         hs = (float(h),)
@@ -224,7 +230,7 @@ def nonlocal_refine(noisy: np.ndarray, pilot: np.ndarray, sigma: float, *, h: fl
     chosen = torch.tensor(hs, dtype=p.dtype, device=p.device)[label]
     smallest = min(c for c in hs if c > 0)
     strength = chosen.clamp(min=smallest) if len(hs) > 1 else hs[0]  # a pilot class's pairs use the smallest h
-    (out,) = _filter(_tensor(noisy, device), p, sigma, [strength], rician, search, patch)
+    (out,) = _filter(_tensor(noisy, device), p, sigma, [strength], rician, search, patch, shift)
     out = torch.where(chosen > 0, out, p)
     data = pilot.astype(np.float32, copy=True)
     data[box] = out.cpu().numpy()
