@@ -39,6 +39,9 @@ def main() -> int:
     args = ap.parse_args()
     set_threads()
     model = cached_model(str(DEFAULT_MODEL), "cpu").model
+    denoise = functools.partial(denoise_orientations, model=model, axes=[2], steps=DEFAULT_STEPS, seed=0, bf16=True,
+                                strength=1.0)
+    pilot_fn = _pilot_fn(denoise, True)  # as restore mri builds it: one orientation, magnitudes kept >= 0
     print("| volume | sigma % | shift (x sigma^2) | h per class | PSNR head | SSIM head |")
     print("|---|---|---|---|---|---|")
     for name in args.volumes:
@@ -48,9 +51,6 @@ def main() -> int:
             sigma = pct / 100 * float(np.percentile(clean, 99.9))
             noisy = add_rician_noise(clean, sigma, np.random.default_rng(int(pct * 100) + 1)).astype(np.float32)
             s = estimate_rician_sigma(noisy).sigma
-            denoise = functools.partial(denoise_orientations, model=model, axes=[2], steps=DEFAULT_STEPS, seed=0,
-                                        bf16=True, strength=1.0)
-            pilot_fn = _pilot_fn(denoise, True)
             pilot = pilot_fn(noisy, s)
             print(f"| {name} | {pct:g} | pilot | - | {psnr(clean, pilot, mask=mask, data_range=data_range):.3f} | "
                   f"{ssim(clean, pilot, mask=mask, data_range=data_range):.5f} |", flush=True)

@@ -93,7 +93,9 @@ def _weighted_sums(y: torch.Tensor, pilot: torch.Tensor, inv_h2: list[float | to
         b = tuple(slice(s.start + d, s.stop + d) for d, s in zip(offset, a))
         if any(s.stop <= s.start for s in a):
             continue
-        dist = _box((pilot[a] - pilot[b]).square_(), patch).sub_(shift).clamp_(min=0)
+        dist = _box((pilot[a] - pilot[b]).square_(), patch)
+        if shift:
+            dist.sub_(shift).clamp_(min=0)
         ya, yb = y[a], y[b]
         for c, (num, den) in zip(inv_h2, sums):
             pair = c if not isinstance(c, torch.Tensor) else (c[a] + c[b]) * 0.5
