@@ -352,6 +352,23 @@ def test_clipped_runs_keep_the_short_taper_when_gaps_get_a_long_one():
     assert not weight[known].any()
 
 
+def test_shrink_weight_keeps_a_predictable_gap_and_shrinks_an_unpredictable_one_deep_inside():
+    from restore.audio.inpaint import shrink_weight
+
+    sr = 16000
+    tone = harmonic(1.0, sr)
+    noise = 0.3 * np.random.default_rng(1).standard_normal(sr)
+    known = np.ones(sr, bool)
+    known[7000:8600] = False  # 100 ms
+    known[12000:12320] = False  # 20 ms: shorter than min_ms, left alone
+    for x, deep in ((tone, (0.9, 1.0)), (noise, (0.0, 0.3))):
+        observed = np.where(known, x, 0.0)
+        weight = shrink_weight(observed, known, ~known, sr, 40.0)
+        assert np.all(weight[known] == 1.0) and np.all(weight[12000:12320] == 1.0)
+        assert deep[0] <= weight[7800] <= deep[1]  # 50 ms from the edges
+        assert weight[7000] > 0.95 and weight[8599] > 0.95  # the guess keeps its level at the edges
+
+
 def test_match_envelope_raises_a_dull_gap_to_its_neighbours_high_band_and_never_lowers():
     from scipy.signal import butter, sosfiltfilt
 

@@ -130,6 +130,7 @@ class InpaintConfig:
     taper_ms: float = 2.0  # the correction rises to full over this much of each gap edge (card; calibrated)
     highpass_hz: float = 0.0  # >0: gaps keep the AR guess below this frequency (card; calibrated)
     envelope_db: float = 0.0  # >0: gap frames above highpass_hz raised towards their neighbours by <= this (card)
+    shrink_ms: float = 0.0  # >0: gaps this long or longer get the AR guess shrunk by its pseudo-gap gain (card)
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
 
     def gap_ar_order(self, step: int) -> int:
@@ -147,6 +148,7 @@ class InpaintConfig:
             (self.taper_ms >= 0, "taper_ms must be >= 0"),
             (0 <= self.highpass_hz < 8000, "highpass_hz must be in [0, 8000) (the model runs at 16 kHz)"),
             (self.envelope_db >= 0, "envelope_db must be >= 0"),
+            (self.shrink_ms >= 0, "shrink_ms must be >= 0"),
             (is_schedule(self.gap_ar_orders, lambda order: order >= 1),
              "gap_ar_orders must be [[0, order], [step, order], ...] with increasing steps and orders >= 1"),
             (self.model.data_channels == 2 and self.model.cond_channels == 3,

@@ -5,15 +5,16 @@
         -> cond = [spec(y) real, imag, missing share per frame]
         -> x_t* = start_from_observation(spec(y)) at the card's fill sigma
         -> DDIM steps conditioned on cond -> refined samples
-        -> output = y + blend * taper * (refined - y) inside the unknown runs, the input everywhere else
-           (in gaps: the correction above highpass_hz only, then match_envelope above it)
+        -> output = w * y + blend * taper * (refined - y) inside the unknown runs, the input everywhere else
+           (in gaps: the correction above highpass_hz only, then match_envelope above it; w < 1 deep
+           inside gaps of at least shrink_ms whose context is hard to predict, shrink_weight)
 
 The AR guess is exact on the known samples and continuous at the gap edges; its order-1024 fill spans
 pitch periods and carries most of what can be predicted across a gap. The network adds what AR
 cannot extrapolate (energy and harmonics deep inside longer gaps). The correction fades in over
 ``taper_ms`` from each gap edge (:data:`TAPER_SECONDS` in clipped runs) so the joins stay smooth,
 and every known sample is copied from the input bit for bit. ``blend``, ``min_model_ms``,
-``highpass_hz`` and ``envelope_db`` (model card) are chosen on training-source crops to trade gap
+``highpass_hz``, ``envelope_db`` and ``shrink_ms`` (model card) are chosen on training-source crops to trade gap
 SNR (which a generated fill lowers) against spectral distance. For clipped runs the result is
 projected on ``|x| >= level``.
 """
@@ -37,6 +38,11 @@ from restore.weights import load_model
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "audio_inpaint.safetensors"
 MODEL_NAME = "audio_inpaint"
 TAPER_SECONDS = 0.002
+# shrink_weight: the guess keeps its full level at a gap's edges and falls to the pseudo-gap gain
+# over this. Chosen on training-source crops (runs/s19/shrink_exp.py, 16 gaps per cell) among 5, 10,
+# 20 and 50 ms: speech +0.10 / +0.10 / +0.16 dB gap SNR at 50 / 100 / 200 ms, music -0.06 to -0.07.
+SHRINK_TAU_SECONDS = 0.02
+SHRINK_ITERATIONS = 1  # fits per member for the pseudo-gap guesses (3 for the real fill): beta is a rough gain
 # Gaps: order 1024 (64 ms at 16 kHz, longer than any pitch period) instead of the baseline's 128.
 # Measured on training-source crops (bench/audio_gaps.py --split train), against order 128:
 # music +2.5 to +5.6 dB gap SNR, speech +0.2 to +0.5 dB for 20-100 ms; orders 1536 and 2048 lose
@@ -67,7 +73,7 @@ TRAIN_DECLIP_PASSES = 3
 
 
 # inference choices an InpaintModel reads from its card's config.extra (calibrated; see the model card)
-CARD_CHOICES = ("fill_sigma", "blend", "min_model_ms", "eta", "taper_ms", "highpass_hz", "envelope_db")
+CARD_CHOICES = ("fill_sigma", "blend", "min_model_ms", "eta", "taper_ms", "highpass_hz", "envelope_db", "shrink_ms")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class InpaintModel:
     taper_ms: float = TAPER_SECONDS * 1000  # the correction rises from 0 to full over this much of each edge, card
     highpass_hz: float = 0.0  # >0: in gaps, the correction's content below this is dropped (AR kept there), card
     envelope_db: float = 0.0  # >0: gap frames above highpass_hz are raised towards the neighbours' level, by <= this
+    shrink_ms: float = 0.0  # >0: gaps at least this long get their AR guess shrunk by its gain on pseudo-gaps, card
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -100,7 +107,7 @@ def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device 
 
 
 def first_guess(samples: np.ndarray, known: np.ndarray, clipped: bool, *, sr: int = spectral.MODEL_SR,
-                train_order: int | None = None) -> np.ndarray:
+                train_order: int | None = None, iterations: int = GAP_AR_ITERATIONS) -> np.ndarray:
     """The AR guess of one row at rate ``sr``: for gaps the mean of the :data:`GAP_AR_MEMBERS` local
     Janssen LSAR fills, for clipped runs constrained LSAR (float64).
 
@@ -113,7 +120,7 @@ def first_guess(samples: np.ndarray, known: np.ndarray, clipped: bool, *, sr: in
     if training:
         return ar.interpolate(samples, known, order=train_order, iterations=TRAIN_GAP_AR_ITERATIONS)
     fills = [ar.interpolate_around(samples, known, order=order, window=round(seconds * sr),
-                                   iterations=GAP_AR_ITERATIONS, order_for=gap_ar_order)
+                                   iterations=iterations, order_for=gap_ar_order)
              for order, seconds in GAP_AR_MEMBERS]
     return np.mean(fills, axis=0)
 
@@ -238,6 +245,8 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
 
             high = sosfiltfilt(butter(4, model.highpass_hz, "highpass", fs=sr, output="sos"), correction)
             correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
+        if model.shrink_ms > 0:
+            guess = guess * shrink_weight(np.where(known, x, guess), known, gap, sr, model.shrink_ms)
         out = guess + correction_weight(model, known, sr, None if levels is None else levels != 0) * correction
         if model.envelope_db > 0:
             raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
@@ -247,6 +256,45 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
     result = samples.copy()
     result[~known] = out[~known].astype(samples.dtype)
     return result
+
+
+def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, min_ms: float) -> np.ndarray:
+    """Per-sample factor for the AR guess ``(L,)``: in each ``gap`` run of at least ``min_ms``,
+    ``beta + (1 - beta) exp(-d / SHRINK_TAU_SECONDS)`` at ``d`` samples from the nearest known one; 1 elsewhere.
+
+    ``beta`` is the least-squares gain ``<guess, x> / <guess, guess>`` (clipped to [0, 1]) of the
+    first guess (one fit per member, :data:`SHRINK_ITERATIONS`) on two pseudo-gaps of the run's length
+    cut from the known context on each side (half a run plus 10 ms away). ``x`` holds the input with
+    the unknown samples already filled, which the pseudo-gap fits treat as known. Deep inside a long
+    gap in speech the guess is barely correlated with the signal, and its energy only adds error:
+    there beta is ~0.4-0.5, for music ~0.9.
+    """
+    weight = np.ones(x.size)
+    runs = [(a, b) for a, b in gaps.runs(gap).tolist() if b - a >= min_ms * sr / 1000]
+    if not runs:
+        return weight
+    probe = known.copy()  # where pseudo-gaps may go
+    spots: list[list[tuple[int, int]]] = []
+    for a, b in runs:
+        length, away = b - a, (b - a) // 2 + round(0.01 * sr)
+        mine = [(p, q) for p, q in ((a - away - length, a - away), (b + away, b + away + length))
+                if p >= 0 and q <= x.size and probe[p:q].all()]
+        for p, q in mine:
+            probe[p:q] = False
+        spots.append(mine)
+    if not any(spots):
+        return weight
+    pseudo = np.zeros(x.size, bool)
+    for p, q in (spot for mine in spots for spot in mine):
+        pseudo[p:q] = True
+    filled = first_guess(np.where(pseudo, 0.0, x), ~pseudo, False, sr=sr, iterations=SHRINK_ITERATIONS)
+    distance = distance_transform_edt(~known)
+    for (a, b), mine in zip(runs, spots):
+        num = sum(float(filled[p:q] @ x[p:q]) for p, q in mine)
+        den = sum(float(filled[p:q] @ filled[p:q]) for p, q in mine)
+        beta = float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 1.0
+        weight[a:b] = beta + (1 - beta) * np.exp(-distance[a:b] / (SHRINK_TAU_SECONDS * sr))
+    return weight
 
 
 def match_envelope(x: np.ndarray, known: np.ndarray, sr: int, low_hz: float, max_db: float,
