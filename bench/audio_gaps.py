@@ -142,6 +142,8 @@ def main() -> None:
     p.add_argument("--taper-ms", type=float, default=None, help="edge taper of the correction (default: card)")
     p.add_argument("--highpass-hz", type=float, default=None, help="keep AR below this in gaps (default: card)")
     p.add_argument("--envelope-db", type=float, default=None, help="raise quiet gap frames by <= this (default: card)")
+    p.add_argument("--highband-hz", type=float, default=None,
+                   help="gaps shorter than min_model_ms get the band above this re-fitted alone; 0: off (default: card)")
     p.add_argument("--shrink-ms", type=float, default=None,
                    help="gaps this long get the guess shrunk by its pseudo-gap gain; 0: off (default: card)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)

@@ -352,6 +352,28 @@ def test_clipped_runs_keep_the_short_taper_when_gaps_get_a_long_one():
     assert not weight[known].any()
 
 
+def test_refit_high_band_predicts_a_quiet_high_partial_the_full_band_fit_misses():
+    from scipy.signal import butter, sosfiltfilt
+
+    from restore.audio.inpaint import refit_high_band
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    low = 0.5 * np.sin(2 * np.pi * 200 * t) + 0.3 * np.sin(2 * np.pi * 430 * t + 1)
+    high = 0.003 * np.sin(2 * np.pi * 3700 * t + 0.5)  # 40 dB below the low band
+    x = low + high + 1e-4 * np.random.default_rng(0).standard_normal(sr)
+    unknown = np.zeros(sr, bool)
+    unknown[8000:8320] = True  # 20 ms
+    guess = ar.interpolate(np.where(unknown, 0.0, x), ~unknown, order=16)  # a low order misses the quiet partial
+    refit = refit_high_band(np.where(unknown, guess, x), unknown, sr, 2000.0)
+    assert np.array_equal(refit[~unknown], x[~unknown])
+    hp = butter(6, 2000, "highpass", fs=sr, output="sos")
+
+    def high_error(y):
+        return np.sqrt(np.mean((sosfiltfilt(hp, y) - sosfiltfilt(hp, x))[8000:8320] ** 2))
+    assert high_error(refit) < 0.3 * high_error(guess)
+
+
 def test_shrink_weight_keeps_a_predictable_gap_and_shrinks_an_unpredictable_one_deep_inside():
     from restore.audio.inpaint import shrink_weight
 

@@ -131,6 +131,7 @@ class InpaintConfig:
     highpass_hz: float = 0.0  # >0: gaps keep the AR guess below this frequency (card; calibrated)
     envelope_db: float = 0.0  # >0: gap frames above highpass_hz raised towards their neighbours by <= this (card)
     shrink_ms: float = 0.0  # >0: gaps this long or longer get the AR guess shrunk by its pseudo-gap gain (card)
+    highband_hz: float = 0.0  # >0: gaps shorter than min_model_ms get the band above this re-fitted alone (card)
     model: UNetConfig = field(default_factory=lambda: UNetConfig(data_channels=2, cond_channels=3))
 
     def gap_ar_order(self, step: int) -> int:
@@ -149,6 +150,7 @@ class InpaintConfig:
             (0 <= self.highpass_hz < 8000, "highpass_hz must be in [0, 8000) (the model runs at 16 kHz)"),
             (self.envelope_db >= 0, "envelope_db must be >= 0"),
             (self.shrink_ms >= 0, "shrink_ms must be >= 0"),
+            (0 <= self.highband_hz < 8000, "highband_hz must be in [0, 8000)"),
             (is_schedule(self.gap_ar_orders, lambda order: order >= 1),
              "gap_ar_orders must be [[0, order], [step, order], ...] with increasing steps and orders >= 1"),
             (self.model.data_channels == 2 and self.model.cond_channels == 3,

@@ -7,16 +7,17 @@
         -> DDIM steps conditioned on cond -> refined samples
         -> output = w * y + blend * taper * (refined - y) inside the unknown runs, the input everywhere else
            (in gaps: the correction above highpass_hz only, then match_envelope above it; w < 1 deep
-           inside gaps of at least shrink_ms whose context is hard to predict, shrink_weight)
+           inside gaps of at least shrink_ms whose context is hard to predict, shrink_weight; in gaps
+           shorter than min_model_ms, y's band above highband_hz re-fitted alone, refit_high_band)
 
 The AR guess is exact on the known samples and continuous at the gap edges; its order-1024 fill spans
 pitch periods and carries most of what can be predicted across a gap. The network adds what AR
 cannot extrapolate (energy and harmonics deep inside longer gaps). The correction fades in over
 ``taper_ms`` from each gap edge (:data:`TAPER_SECONDS` in clipped runs) so the joins stay smooth,
 and every known sample is copied from the input bit for bit. ``blend``, ``min_model_ms``,
-``highpass_hz``, ``envelope_db`` and ``shrink_ms`` (model card) are chosen on training-source crops to trade gap
-SNR (which a generated fill lowers) against spectral distance. For clipped runs the result is
-projected on ``|x| >= level``.
+``highpass_hz``, ``envelope_db``, ``shrink_ms`` and ``highband_hz`` (model card) are chosen on
+training-source crops to trade gap SNR (which a generated fill lowers) against spectral distance.
+For clipped runs the result is projected on ``|x| >= level``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ TAPER_SECONDS = 0.002
 # over this. Chosen on training-source crops (runs/s19/shrink_exp.py, 16 gaps per cell) among 5, 10,
 # 20 and 50 ms: speech +0.10 / +0.10 / +0.16 dB gap SNR at 50 / 100 / 200 ms, music -0.06 to -0.07.
 SHRINK_TAU_SECONDS = 0.02
+# refit_high_band (gaps shorter than min_model_ms): the band above the card's highband_hz gets its own
+# LSAR fit, this order on this much context each side. Chosen on training-source crops (bench/audio_gaps.py
+# --split train, card: calibration_highband) among cutoffs 1/2/3 kHz and 0.1/0.2/0.5 s of context.
+HIGHBAND_AR_ORDER = 1024
+HIGHBAND_SECONDS = 0.1
 SHRINK_ITERATIONS = 1  # fits per member for the pseudo-gap guesses (3 for the real fill): beta is a rough gain
 # Gaps: order 1024 (64 ms at 16 kHz, longer than any pitch period) instead of the baseline's 128.
 # Measured on training-source crops (bench/audio_gaps.py --split train), against order 128:
@@ -73,7 +79,8 @@ TRAIN_DECLIP_PASSES = 3
 
 
 # inference choices an InpaintModel reads from its card's config.extra (calibrated; see the model card)
-CARD_CHOICES = ("fill_sigma", "blend", "min_model_ms", "eta", "taper_ms", "highpass_hz", "envelope_db", "shrink_ms")
+CARD_CHOICES = ("fill_sigma", "blend", "min_model_ms", "eta", "taper_ms", "highpass_hz", "envelope_db", "shrink_ms",
+                "highband_hz")
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class InpaintModel:
     highpass_hz: float = 0.0  # >0: in gaps, the correction's content below this is dropped (AR kept there), card
     envelope_db: float = 0.0  # >0: gap frames above highpass_hz are raised towards the neighbours' level, by <= this
     shrink_ms: float = 0.0  # >0: gaps at least this long get their AR guess shrunk by its gain on pseudo-gaps, card
+    highband_hz: float = 0.0  # >0: gaps shorter than min_model_ms get the band above this re-fitted alone, card
 
 
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
@@ -245,6 +253,12 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
 
             high = sosfiltfilt(butter(4, model.highpass_hz, "highpass", fs=sr, output="sos"), correction)
             correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
+        if model.highband_hz > 0 and model.min_model_ms > 0:
+            short = np.zeros(x.size, bool)
+            for a, b in gaps.runs(gap).tolist():
+                short[a:b] = b - a < model.min_model_ms * sr / 1000
+            if short.any():
+                guess = refit_high_band(np.where(known, x, guess), short, sr, model.highband_hz)
         if model.shrink_ms > 0:
             guess = guess * shrink_weight(np.where(known, x, guess), known, gap, sr, model.shrink_ms)
         out = guess + correction_weight(model, known, sr, None if levels is None else levels != 0) * correction
@@ -256,6 +270,23 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
     result = samples.copy()
     result[~known] = out[~known].astype(samples.dtype)
     return result
+
+
+def refit_high_band(x: np.ndarray, unknown: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
+    """``x (L,)`` with its ``unknown`` samples' band above ``cutoff_hz`` re-interpolated by LSAR fitted
+    on that band alone (order :data:`HIGHBAND_AR_ORDER`, :data:`HIGHBAND_SECONDS` of context each side).
+
+    A full-band fit's residual is dominated by the loud low band, so its prediction of the quiet
+    high band (where most STFT bins, and most of the log-spectral distance of a short gap, lie) is
+    poor; a model of the high band alone predicts it better. The rest of ``x`` is returned as is.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    high = sosfiltfilt(butter(6, cutoff_hz, "highpass", fs=sr, output="sos"), x)
+    refit = ar.interpolate_around(np.where(unknown, 0.0, high), ~unknown, order=HIGHBAND_AR_ORDER,
+                                  window=round(HIGHBAND_SECONDS * sr), iterations=GAP_AR_ITERATIONS,
+                                  order_for=gap_ar_order)
+    return np.where(unknown, x - high + refit, x)
 
 
 def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, min_ms: float) -> np.ndarray:
