@@ -43,12 +43,12 @@ TAPER_SECONDS = 0.002
 # over this. Chosen on training-source crops (runs/s19/shrink_exp.py, 16 gaps per cell) among 5, 10,
 # 20 and 50 ms: speech +0.10 / +0.10 / +0.16 dB gap SNR at 50 / 100 / 200 ms, music -0.06 to -0.07.
 SHRINK_TAU_SECONDS = 0.02
+SHRINK_ITERATIONS = 1  # fits per member for the pseudo-gap guesses (3 for the real fill): beta is a rough gain
 # refit_high_band (gaps shorter than min_model_ms): the band above the card's highband_hz gets its own
 # LSAR fit, this order on this much context each side. Chosen on training-source crops (bench/audio_gaps.py
 # --split train, card: calibration_highband) among cutoffs 1/2/3 kHz and 0.1/0.2/0.5 s of context.
 HIGHBAND_AR_ORDER = 1024
 HIGHBAND_SECONDS = 0.1
-SHRINK_ITERATIONS = 1  # fits per member for the pseudo-gap guesses (3 for the real fill): beta is a rough gain
 # Gaps: order 1024 (64 ms at 16 kHz, longer than any pitch period) instead of the baseline's 128.
 # Measured on training-source crops (bench/audio_gaps.py --split train), against order 128:
 # music +2.5 to +5.6 dB gap SNR, speech +0.2 to +0.5 dB for 20-100 ms; orders 1536 and 2048 lose
