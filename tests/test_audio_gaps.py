@@ -440,6 +440,25 @@ def test_short_gaps_keep_the_ar_guess_and_blend_scales_the_correction(tiny_inpai
                                0.5 * (full[9000:10600] - ar_only[9000:10600]), atol=1e-9)
 
 
+def test_a_channel_with_only_short_gaps_does_not_run_the_network_and_fills_the_same(tiny_inpaint_model):
+    from dataclasses import replace
+
+    class Unused:
+        schedule = None
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("the network ran although every gap is shorter than min_model_ms")
+
+    model = replace(load_inpaint_model(tiny_inpaint_model), min_model_ms=30.0, highband_hz=2000.0, envelope_db=20.0)
+    x = harmonic(1.0, 16000)
+    known = np.ones(x.size, bool)
+    known[3000:3320] = known[9000:9160] = False  # 20 and 10 ms
+    observed = np.where(known, x, 0.0)
+    with_net = fill_samples(model, observed, known)
+    assert np.array_equal(fill_samples(replace(model, net=Unused()), observed, known), with_net)
+    assert not np.array_equal(with_net, fill_samples(None, observed, known))  # refit and raise still apply
+
+
 def test_auto_fills_the_music_sample_and_does_not_denoise_music(tmp_path):
     """The held-out music clip with three dropouts: auto fills them (shipped model), sees a tonal
     noise floor and leaves the rest bit-identical instead of running the speech denoiser over it."""

@@ -241,18 +241,11 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
     guess = first_guess(x, known, clipped, sr=sr)
     out = guess
     if model is not None:
-        n16 = round(samples.size * spectral.MODEL_SR / sr)
-        low = _resample(guess, sr, spectral.MODEL_SR, n16)
-        known16 = known_at_model_rate(known, sr)
-        refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
-                         steps=steps, generator=generator)[0].double().numpy()
-        correction = _resample(refined - low, spectral.MODEL_SR, sr, samples.size)
         gap = ~known if levels is None else (~known) & (levels == 0)  # unknown and not clipped
-        if model.highpass_hz > 0:
-            from scipy.signal import butter, sosfiltfilt
-
-            high = sosfiltfilt(butter(4, model.highpass_hz, "highpass", fs=sr, output="sos"), correction)
-            correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
+        weight = correction_weight(model, known, sr, None if levels is None else levels != 0)
+        correction = np.zeros(samples.size)
+        if weight.any():  # else every run is a gap shorter than min_model_ms: the network is not run
+            correction = network_correction(model, guess, known, gap, sr, steps=steps, generator=generator)
         if model.highband_hz > 0 and model.min_model_ms > 0:
             short = np.zeros(x.size, bool)
             for a, b in gaps.runs(gap).tolist():
@@ -261,7 +254,7 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
                 guess = refit_high_band(np.where(known, x, guess), short, sr, model.highband_hz)
         if model.shrink_ms > 0:
             guess = guess * shrink_weight(np.where(known, x, guess), known, gap, sr, model.shrink_ms)
-        out = guess + correction_weight(model, known, sr, None if levels is None else levels != 0) * correction
+        out = guess + weight * correction
         if model.envelope_db > 0:
             raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
             out = np.where(gap, out + edge_taper(known, int(model.taper_ms * sr / 1000)) * (raised - out), out)
@@ -270,6 +263,23 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
     result = samples.copy()
     result[~known] = out[~known].astype(samples.dtype)
     return result
+
+
+def network_correction(model: InpaintModel, guess: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, *,
+                       steps: int | None, generator: torch.Generator | None) -> np.ndarray:
+    """``refined - guess`` at rate ``sr`` (the network runs at 16 kHz); in ``gap`` samples only its
+    content above the card's ``highpass_hz``."""
+    low = _resample(guess, sr, spectral.MODEL_SR, round(guess.size * spectral.MODEL_SR / sr))
+    known16 = known_at_model_rate(known, sr)
+    refined = refine(model, torch.from_numpy(low)[None].float(), torch.from_numpy(known16)[None],
+                     steps=steps, generator=generator)[0].double().numpy()
+    correction = _resample(refined - low, spectral.MODEL_SR, sr, guess.size)
+    if model.highpass_hz > 0:
+        from scipy.signal import butter, sosfiltfilt
+
+        high = sosfiltfilt(butter(4, model.highpass_hz, "highpass", fs=sr, output="sos"), correction)
+        correction = np.where(gap, high, correction)  # clipped samples keep the whole correction
+    return correction
 
 
 def refit_high_band(x: np.ndarray, unknown: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
