@@ -385,9 +385,13 @@ def test_shrink_weight_keeps_a_predictable_gap_and_shrinks_an_unpredictable_one_
     known[12000:12320] = False  # 20 ms: shorter than min_ms, left alone
     for x, deep in ((tone, (0.9, 1.0)), (noise, (0.0, 0.3))):
         observed = np.where(known, x, 0.0)
-        weight = shrink_weight(observed, known, ~known, sr, 40.0)
+        heard: list[tuple] = []
+        weight = shrink_weight(observed, known, ~known, sr, 40.0, on_gain=lambda *run, h=heard: h.append(run))
         assert np.all(weight[known] == 1.0) and np.all(weight[12000:12320] == 1.0)
         assert deep[0] <= weight[7800] <= deep[1]  # 50 ms from the edges
+        (a, b, beta), = heard  # the 100 ms run only
+        assert (a, b) == (7000, 8600)
+        assert weight[7800] == pytest.approx(beta + (1 - beta) * np.exp(-800 / 320))  # 800 samples in, tau 20 ms
         assert weight[7000] > 0.95 and weight[8599] > 0.95  # the guess keeps its level at the edges
 
 
@@ -470,6 +474,9 @@ def test_auto_fills_the_music_sample_and_does_not_denoise_music(tmp_path):
     assert not record["params"]["denoised"]
     assert record["metrics"]["auto_probe"]["noise_floor_roughness_db"] > 1.5
     assert record["regions"]["counts"]["dropout"] == 5  # 40 ms and 250 ms on both channels, 120 ms on the left
+    for r in record["regions"]["listed"]:  # gaps >= shrink_ms (80) report their pseudo-gap gain
+        assert ("predictability" in r) == (r["stop_s"] - r["start_s"] >= 0.08)
+        assert 0.0 <= r.get("predictability", 0.0) <= 1.0
     ref = record["metrics"]["reference"]
     assert ref["output"]["si_sdr_db"] > ref["input"]["si_sdr_db"] + 1.0  # measured 12.0 -> 13.7 dB
     assert ref["output"]["lsd_db"] < 0.6 * ref["input"]["lsd_db"]  # measured 3.5 -> 1.4 dB

@@ -22,6 +22,7 @@ For clipped runs the result is projected on ``|x| >= level``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -222,13 +223,15 @@ def known_at_model_rate(known: np.ndarray, sr: int) -> np.ndarray:
 
 def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndarray, *, sr: int = spectral.MODEL_SR,
                  levels: np.ndarray | None = None, steps: int | None = None,
-                 generator: torch.Generator | None = None) -> np.ndarray:
+                 generator: torch.Generator | None = None,
+                 on_gain: Callable[[int, int, float], None] | None = None) -> np.ndarray:
     """Fill the unknown samples of one channel ``samples: (L,)`` at rate ``sr``; known ones come back as is.
 
     ``levels: (L,)``, if given, holds the signed clip level of each clipped unknown sample (0 for
     gap samples): those keep ``|x| >= |level|``. ``model=None`` gives the AR guess alone (the
     classical baseline). Away from the model rate the AR guess is made at ``sr`` and the network's
     correction, computed at 16 kHz, is added on top (so content above 8 kHz comes from AR).
+    ``on_gain(start, stop, beta)`` is called for each gap run that :func:`shrink_weight` scales.
     """
     samples = np.asarray(samples)
     known = np.asarray(known, bool)
@@ -253,7 +256,7 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
             if short.any():
                 guess = refit_high_band(np.where(known, x, guess), short, sr, model.highband_hz)
         if model.shrink_ms > 0:
-            guess = guess * shrink_weight(np.where(known, x, guess), known, gap, sr, model.shrink_ms)
+            guess = guess * shrink_weight(np.where(known, x, guess), known, gap, sr, model.shrink_ms, on_gain=on_gain)
         out = guess + weight * correction
         if model.envelope_db > 0:
             raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
@@ -300,7 +303,8 @@ def refit_high_band(x: np.ndarray, unknown: np.ndarray, sr: int, cutoff_hz: floa
     return np.where(unknown, x - high + refit, x)
 
 
-def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, min_ms: float) -> np.ndarray:
+def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, min_ms: float, *,
+                  on_gain: Callable[[int, int, float], None] | None = None) -> np.ndarray:
     """Per-sample factor for the AR guess ``(L,)``: in each ``gap`` run of at least ``min_ms``,
     ``beta + (1 - beta) exp(-d / SHRINK_TAU_SECONDS)`` at ``d`` samples from the nearest known one; 1 elsewhere.
 
@@ -309,7 +313,8 @@ def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, mi
     cut from the known context on each side (half a run plus 10 ms away). ``x`` holds the input with
     the unknown samples already filled, which the pseudo-gap fits treat as known. Deep inside a long
     gap in speech the guess is barely correlated with the signal, and its energy only adds error:
-    there beta is ~0.4-0.5, for music ~0.9.
+    there beta is ~0.4-0.5, for music ~0.9. ``on_gain(a, b, beta)`` hears each run's ``beta`` (runs
+    without room for a pseudo-gap keep weight 1 and are not reported).
     """
     weight = np.ones(x.size)
     runs = [(a, b) for a, b in gaps.runs(gap).tolist() if b - a >= min_ms * sr / 1000]
@@ -334,8 +339,12 @@ def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, mi
     for (a, b), mine in zip(runs, spots):
         num = sum(float(filled[p:q] @ x[p:q]) for p, q in mine)
         den = sum(float(filled[p:q] @ filled[p:q]) for p, q in mine)
-        beta = float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 1.0
+        if not mine or den <= 0:
+            continue
+        beta = float(np.clip(num / den, 0.0, 1.0))
         weight[a:b] = beta + (1 - beta) * np.exp(-distance[a:b] / (SHRINK_TAU_SECONDS * sr))
+        if on_gain is not None:
+            on_gain(a, b, beta)
     return weight
 
 

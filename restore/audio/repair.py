@@ -107,7 +107,16 @@ class Fills:
     """Filled values per channel: ``{channel: [(start, values), ...]}`` at the file's rate."""
 
     by_channel: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
+    # (channel, start, stop) -> the fill's gain on pseudo-gaps next to that run (inpaint.shrink_weight)
+    gains: dict[tuple[int, int, int], float] = field(default_factory=dict)
     _index: dict = field(default_factory=dict, repr=False)
+
+    def gain_of(self, region: gaps.Region) -> float | None:
+        """The pseudo-gap gain of the filled run that holds ``region``, if one was measured."""
+        for (c, a, b), beta in self.gains.items():
+            if c == region.channel and a <= region.start and region.stop <= b:
+                return beta
+        return None
 
     def peak(self) -> float:
         return max((float(np.abs(v).max()) for runs in self.by_channel.values() for _, v in runs if v.size), default=0.0)
@@ -177,8 +186,12 @@ def _fill_regions(info: io.AudioInfo, regions: list[gaps.Region], model: Inpaint
                 known[a:b] = False
                 levels[a:b] = r.level
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        def on_gain(a: int, b: int, beta: float, c: int = c, lo: int = lo) -> None:
+            fills.gains[(c, lo + a, lo + b)] = round(beta, 3)
+
         filled = fill_samples(model, np.where(known, x, 0.0), known, sr=info.sr,
-                              levels=levels if levels.any() else None, steps=steps, generator=generator)
+                              levels=levels if levels.any() else None, steps=steps, generator=generator,
+                              on_gain=on_gain)
         for r in group:
             fills.add(c, r.start, filled[r.start - lo : r.stop - lo].astype(np.float32))
         bar.update(1)
