@@ -120,6 +120,7 @@ def first_guess(samples: np.ndarray, known: np.ndarray, clipped: bool, *, sr: in
     """The AR guess of one row at rate ``sr``: for gaps the mean of the :data:`GAP_AR_MEMBERS` local
     Janssen LSAR fills, for clipped runs constrained LSAR (float64).
 
+    ``iterations``: fits per member (gaps; :func:`shrink_weight` uses fewer for its rough gains).
     ``train_order`` (training only) is the gap AR order of the current step: training guesses are
     one fit on the whole row, and cheaper (fewer fits, a lower declipping order)."""
     training = train_order is not None
@@ -254,9 +255,9 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
             for a, b in gaps.runs(gap).tolist():
                 short[a:b] = b - a < model.min_model_ms * sr / 1000
             if short.any():
-                guess = refit_high_band(np.where(known, x, guess), short, sr, model.highband_hz)
+                guess = refit_high_band(guess, short, sr, model.highband_hz)  # the guess is x on known samples
         if model.shrink_ms > 0:
-            guess = guess * shrink_weight(np.where(known, x, guess), known, gap, sr, model.shrink_ms, on_gain=on_gain)
+            guess = guess * shrink_weight(guess, known, gap, sr, model.shrink_ms, on_gain=on_gain)
         out = guess + weight * correction
         if model.envelope_db > 0:
             raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
@@ -337,10 +338,10 @@ def shrink_weight(x: np.ndarray, known: np.ndarray, gap: np.ndarray, sr: int, mi
     filled = first_guess(np.where(pseudo, 0.0, x), ~pseudo, False, sr=sr, iterations=SHRINK_ITERATIONS)
     distance = distance_transform_edt(~known)
     for (a, b), mine in zip(runs, spots):
-        num = sum(float(filled[p:q] @ x[p:q]) for p, q in mine)
         den = sum(float(filled[p:q] @ filled[p:q]) for p, q in mine)
-        if not mine or den <= 0:
+        if den <= 0:  # no room for a pseudo-gap (or a silent one): the guess stays as it is
             continue
+        num = sum(float(filled[p:q] @ x[p:q]) for p, q in mine)
         beta = float(np.clip(num / den, 0.0, 1.0))
         weight[a:b] = beta + (1 - beta) * np.exp(-distance[a:b] / (SHRINK_TAU_SECONDS * sr))
         if on_gain is not None:
