@@ -55,6 +55,27 @@ def test_lsar_handles_several_gaps_at_once():
         assert gap_snr(x, filled, a, a + 200) > 15.0
 
 
+def test_lsar_levinson_path_matches_the_banded_solve(monkeypatch):
+    """A lone contiguous gap at a high order is solved as a Toeplitz system; the result equals the
+    banded Cholesky solve that every other mask uses (and that a lower LEVINSON_FACTOR disables)."""
+    x = harmonic(1.0, 16000, seed=2)
+    known = np.ones(x.size, bool)
+    known[6000:8400] = False  # 150 ms
+    known[12000:12100] = known[12300:12400] = False  # two runs less than p apart: one banded system
+    a = ar.fit_ar(x, known, 1024)
+    fast = ar.lsar_fill(x, known, a)
+    monkeypatch.setattr(ar, "LEVINSON_FACTOR", float("inf"))
+    banded = ar.lsar_fill(x, known, a)
+    assert np.array_equal(fast[known], x[known])
+    np.testing.assert_allclose(fast, banded, rtol=0, atol=1e-9)
+    monkeypatch.setattr(ar, "LEVINSON_FACTOR", 40)
+    calls = []
+    real = ar.solveh_banded
+    monkeypatch.setattr(ar, "solveh_banded", lambda band, b, **kw: calls.append(b.size) or real(band, b, **kw))
+    ar.lsar_fill(x, known, a)
+    assert calls == [200]  # the 150 ms gap took the Toeplitz path; the coupled pair (2 x 100 samples) did not
+
+
 def test_consistent_declipping_keeps_the_constraint_and_improves_sdr():
     x = harmonic(0.5, 16000)
     level = 0.6 * np.abs(x).max()  # a third of the samples clipped (at 0.4 of the peak it is 83%)
