@@ -4,9 +4,10 @@ An AR model of order ``p`` predicts each sample from the ``p`` before it; the mi
 the ones that minimise the total squared prediction error over every equation that touches them.
 With ``a = [1, a_1 .. a_p]`` that error is ``|A_u x_u + A_k x_k|^2``, whose normal matrix
 ``A_u^T A_u`` has entries ``r_a(|i - j|)`` (the autocorrelation of ``a``) for ``|i - j| <= p``. In
-the order of the missing samples it is banded with half-width ``<= p`` for any mask, so one banded
-Cholesky solve (``O(m p^2)`` for ``m`` missing samples) fills every gap at once. Janssen's method
-alternates this with re-fitting the AR coefficients on the filled signal.
+the order of the missing samples it is banded with half-width ``<= p`` for any mask, so a banded
+Cholesky solve (``O(m p^2)`` for ``m`` missing samples) fills every gap at once; a lone contiguous
+gap makes it Toeplitz, and Levinson's ``O(m^2)`` solve is then much faster at high orders. Janssen's
+method alternates this with re-fitting the AR coefficients on the filled signal.
 
 It is the classical baseline of ``bench/audio_gaps.py`` and the first guess the diffusion
 inpainter refines (:mod:`restore.audio.inpaint`). :func:`declip` adds the clipping constraint

@@ -55,7 +55,8 @@ HIGHBAND_SECONDS = 0.1
 # music +2.5 to +5.6 dB gap SNR, speech +0.2 to +0.5 dB for 20-100 ms; orders 1536 and 2048 lose
 # SNR on 20-50 ms gaps. On the held-out speaker it loses 0.3-0.7 dB on 20-100 ms gaps (held-out
 # music: +4.5 to +6 dB); choosing 128 or 1024 per gap on pseudo-gaps cut from the context was too
-# noisy to help speech (-0.7 to +0.2 dB). The cost is O(gap * order^2): ~0.35 s for a 200 ms gap.
+# noisy to help speech (-0.7 to +0.2 dB). A lone gap is a Toeplitz solve, O(gap^2): ~30 ms for 200 ms
+# (ar.lsar_fill); gaps coupled by the order are a banded one, O(gap * order^2): ~0.2 s for 200 ms.
 GAP_AR_ORDER = 1024
 # The gap guess averages two LSAR fills, each fitted on the input around the gap only: (order,
 # seconds of context on each side). The long one carries pitch and stationary tones across the gap;
@@ -137,7 +138,7 @@ def first_guess(samples: np.ndarray, known: np.ndarray, clipped: bool, *, sr: in
 
 def gap_ar_order(unknown: int) -> int:
     """The first guess's AR order for ``unknown`` missing samples: :data:`GAP_AR_ORDER`, lowered for
-    long regions so the banded solve (``O(unknown * order^2)``) stays within a 300 ms gap's cost."""
+    long regions so their solve (banded, ``O(unknown * order^2)``) stays within a 300 ms gap's cost."""
     if unknown <= GAP_AR_FULL_ORDER_SAMPLES:
         return GAP_AR_ORDER
     return max(ar.DEFAULT_ORDER, int(GAP_AR_ORDER * (GAP_AR_FULL_ORDER_SAMPLES / unknown) ** 0.5))
