@@ -1,11 +1,14 @@
 """The U-Net wrapper honours the denoiser contract at any size, and weights round-trip."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from monai.networks.nets import DiffusionModelUNet  # the reference our U-Net re-states (a dev dependency)
 
 from restore.nets import UNetConfig, UNetDenoiser
+from restore.nets.diffusion_unet import DiffusionUNet
 from restore.weights import load_model, save_model
 
 TINY = {"channels": (16, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8}
@@ -34,9 +37,52 @@ def test_wrong_condition_channels_is_a_clear_error():
         net(torch.randn(1, 1, 8, 8), torch.ones(1), torch.randn(1, 1, 8, 8))
 
 
-def test_one_d_is_refused():
+def test_spatial_dims_outside_1_to_3_are_refused_and_1d_works():
     with pytest.raises(ValueError, match="spatial_dims"):
-        UNetConfig(spatial_dims=1)
+        UNetConfig(spatial_dims=4)
+    net = UNetDenoiser(UNetConfig(spatial_dims=1, cond_channels=1, **TINY)).eval()
+    x = torch.randn(2, 1, 37)
+    assert net(x, torch.full((2,), 50), torch.randn(2, 1, 37)).shape == x.shape
+
+
+@pytest.mark.parametrize("dims,channels,attention,res_blocks,size", [
+    (2, (16, 32, 64), (False, False, False), 1, (32, 48)),
+    (2, (32, 64, 64), (False, True, True), 2, (16, 16)),
+    (3, (16, 32), (True, False), 1, (8, 8, 8)),
+])
+def test_our_unet_is_monai_diffusion_model_unet(dims, channels, attention, res_blocks, size):
+    """Same parameter names (MONAI's state dict loads strictly) and the same outputs."""
+    torch.manual_seed(0)
+    kwargs = {"channels": channels, "attention_levels": attention, "num_res_blocks": res_blocks,
+              "norm_num_groups": 8, "num_head_channels": 16}
+    theirs = DiffusionModelUNet(spatial_dims=dims, in_channels=3, out_channels=2, use_flash_attention=True,
+                                **kwargs).eval()
+    for p in theirs.parameters():  # MONAI zero-initialises some convs: make every weight count
+        p.data.normal_(0, 0.1)
+    ours = DiffusionUNet(dims, 3, 2, **kwargs).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x, t = torch.randn(2, 3, *size), torch.tensor([3.0, 700.0])
+    with torch.no_grad():
+        expected = theirs(x, timesteps=t)
+        assert expected.abs().mean() > 0.01
+        torch.testing.assert_close(ours(x, t), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["audio_denoise", "audio_inpaint", "mri_denoise", "mri_fill"])
+def test_shipped_weights_give_monai_outputs(name):
+    model = load_model(Path(__file__).resolve().parents[1] / "models" / f"{name}.safetensors").model.eval()
+    cfg = model.config
+    theirs = DiffusionModelUNet(
+        spatial_dims=cfg.spatial_dims, in_channels=cfg.data_channels + cfg.cond_channels,
+        out_channels=cfg.data_channels, num_res_blocks=cfg.num_res_blocks, channels=cfg.channels,
+        attention_levels=cfg.attention_levels, norm_num_groups=cfg.norm_num_groups,
+        num_head_channels=cfg.num_head_channels, use_flash_attention=True).eval()
+    theirs.load_state_dict(model.net.state_dict(), strict=True)
+    torch.manual_seed(1)
+    x = torch.randn(1, cfg.data_channels + cfg.cond_channels, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x, torch.tensor([200.0])), theirs(x, timesteps=torch.tensor([200.0])),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_weights_round_trip_and_shape_check(tmp_path):

@@ -1,4 +1,5 @@
-"""MONAI's ``DiffusionModelUNet`` wrapped into a conditional denoiser ``(x_t, t, cond) -> x0_hat``.
+"""The diffusion U-Net (MONAI's ``DiffusionModelUNet``, re-stated in :mod:`restore.nets.diffusion_unet`
+so inference does not import MONAI) wrapped into a conditional denoiser ``(x_t, t, cond) -> x0_hat``.
 
 Conditioning is by channel concatenation: ``[x_t, cond]`` where ``cond`` holds the observation,
 masks and extra context (e.g. neighbouring MRI slices). Inputs are padded to sizes the U-Net
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restore.diffusion.schedule import Schedule, ScheduleKind, expand_to
+from restore.nets.diffusion_unet import DiffusionUNet
 
 Prediction = Literal["edm", "x0", "eps"]
 
@@ -31,7 +33,7 @@ Prediction = Literal["edm", "x0", "eps"]
 class UNetConfig:
     """Everything needed to rebuild a denoiser; stored in the model card."""
 
-    spatial_dims: Literal[2, 3] = 2
+    spatial_dims: Literal[1, 2, 3] = 2
     data_channels: int = 1
     cond_channels: int = 1
     channels: tuple[int, ...] = (32, 64, 64)
@@ -46,8 +48,8 @@ class UNetConfig:
     extra: dict = field(default_factory=dict)  # free-form, e.g. how cond channels are built
 
     def __post_init__(self) -> None:
-        if self.spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3 (MONAI's U-Net fails in 1D), got {self.spatial_dims}")
+        if self.spatial_dims not in (1, 2, 3):
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {self.spatial_dims}")
         if len(self.attention_levels) != len(self.channels):
             raise ValueError("attention_levels needs one entry per level in channels")
         if self.prediction not in ("edm", "x0", "eps"):
@@ -77,20 +79,17 @@ class UNetDenoiser(nn.Module):
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
-        from monai.networks.nets import DiffusionModelUNet  # heavy import, kept local
-
         self.config = config
         self.schedule = Schedule.create(config.schedule, config.schedule_steps)
-        self.net = DiffusionModelUNet(
-            spatial_dims=config.spatial_dims,
-            in_channels=config.data_channels + config.cond_channels,
-            out_channels=config.data_channels,
+        self.net = DiffusionUNet(
+            config.spatial_dims,
+            config.data_channels + config.cond_channels,
+            config.data_channels,
             num_res_blocks=config.num_res_blocks,
             channels=config.channels,
             attention_levels=config.attention_levels,
             norm_num_groups=config.norm_num_groups,
             num_head_channels=config.num_head_channels,
-            use_flash_attention=True,
         )
         self.register_buffer("alpha_bar", self.schedule.alpha_bar.float(), persistent=False)
 
@@ -141,7 +140,7 @@ class UNetDenoiser(nn.Module):
         inputs = net_in if cond is None else torch.cat([net_in, cond.to(net_in.dtype)], dim=1)
         padded, pad = self._pad(inputs)
         # EDM conditions on log-sigma; we keep MONAI's integer-step embedding (same information).
-        out = self._crop(self.net(padded, timesteps=t.float()), pad).to(x_t.dtype)
+        out = self._crop(self.net(padded, t.float()), pad).to(x_t.dtype)
         if cfg.prediction == "edm":
             c_skip = sd**2 / (sigma**2 + sd**2)
             c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
