@@ -484,6 +484,33 @@ def test_a_channel_with_only_short_gaps_does_not_run_the_network_and_fills_the_s
     assert not np.array_equal(with_net, fill_samples(None, observed, known))  # refit and raise still apply
 
 
+
+def test_the_envelope_raise_looks_only_at_frames_that_touch_gaps(tiny_inpaint_model, monkeypatch):
+    """Clipped runs are many and everywhere in a clipped recording: the raise (for gaps only) must not
+    walk their frames, and is skipped when there is no gap."""
+    from dataclasses import replace
+
+    from restore.audio import inpaint
+
+    seen = []
+    real = inpaint.match_envelope
+    monkeypatch.setattr(inpaint, "match_envelope",
+                        lambda x, known, *a, **k: seen.append(known.copy()) or real(x, known, *a, **k))
+    model = replace(load_inpaint_model(tiny_inpaint_model), envelope_db=20.0)
+    x = harmonic(1.0, 16000)
+    c = 0.5 * np.abs(x).max()
+    clipped = np.abs(x) >= c
+    levels = np.where(clipped, np.sign(x) * c, 0.0)
+    fill_samples(model, np.clip(x, -c, c), ~clipped, levels=levels)
+    assert seen == []  # clipping only
+    known = ~clipped
+    known[9000:9800] = False  # a 50 ms gap as well
+    levels[9000:9800] = 0.0
+    fill_samples(model, np.where(known, np.clip(x, -c, c), 0.0), known, levels=levels)
+    gap = np.zeros(x.size, bool)
+    gap[9000:9800] = True
+    assert len(seen) == 1 and np.array_equal(~seen[0], gap)  # the gap's samples only, not the clipped ones
+
 def test_auto_fills_the_music_sample_and_does_not_denoise_music(tmp_path):
     """The held-out music clip with three dropouts: auto fills them (shipped model), sees a tonal
     noise floor and leaves the rest bit-identical instead of running the speech denoiser over it."""

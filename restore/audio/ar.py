@@ -22,7 +22,9 @@ from scipy.linalg import solve_toeplitz, solveh_banded
 from restore.audio import gaps
 
 DEFAULT_ORDER = 128
-LEVINSON_FACTOR = 40  # Toeplitz solve when missing * this < order^2 (timed here: see _solve_normal)
+LEVINSON_FACTOR = 40  # a lone run is solved as Toeplitz when its length * this < order^2 (timed: _toeplitz_pays)
+TOEPLITZ_MIN_SAMPLES = 256  # shorter runs cost little either way and share one banded solve
+RIDGE = 1e-9  # relative to r_a(0): keeps the normal equations of a (near-)silent context solvable
 
 
 def fit_ar(x: np.ndarray, known: np.ndarray, order: int) -> np.ndarray:
@@ -59,41 +61,53 @@ def lsar_fill(x: np.ndarray, known: np.ndarray, a: np.ndarray) -> np.ndarray:
     # b_i = -sum_n a_{n - i} e[n] for each missing index i
     corr = np.correlate(e, a, mode="valid")  # corr[i] = sum_k a_k e[i + k]
     out = x_k.copy()
-    # missing samples more than p apart share no equation: each coupled group is its own system
+    # missing samples more than p apart share no equation: a long lone run is its own (Toeplitz) system
+    rest = []
     for group in np.split(missing, np.flatnonzero(np.diff(missing) > p) + 1):
-        out[group] = _solve_normal(group, -corr[group], r_a)
+        u = _solve_toeplitz(-corr[group], r_a) if _toeplitz_pays(group, p) else None
+        if u is None:
+            rest.append(group)
+        else:
+            out[group] = u
+    if rest:  # everything else (short runs, clipped samples, runs coupled by the order): one banded solve
+        group = np.concatenate(rest)
+        out[group] = _solve_banded(group, -corr[group], r_a)
     return out
 
 
-def _solve_normal(missing: np.ndarray, b: np.ndarray, r_a: np.ndarray) -> np.ndarray:
-    """Solve ``R u = b`` with ``R[i, j] = r_a(|missing_i - missing_j|)`` (0 beyond lag ``p``), plus a
-    tiny ridge. One contiguous run makes ``R`` Toeplitz: Levinson's ``O(m^2)`` beats the banded
-    Cholesky's ``O(m p^2)`` once ``p^2`` is well above ``m``, e.g. 27 vs 179 ms for a 200 ms gap at
-    order 1024 (16 kHz). Levinson is only weakly stable, so its residual is checked and the banded
-    solve used if it is off."""
+def _toeplitz_pays(group: np.ndarray, p: int) -> bool:
+    """Whether ``group`` (sorted missing indices) is one contiguous run that Levinson solves faster than
+    the banded Cholesky: ``O(m^2)`` against ``O(m p^2)``, e.g. 27 vs 179 ms for a 200 ms gap at order
+    1024 (16 kHz). Short runs (clicks, clipped peaks) stay in the shared banded solve."""
+    m = group.size
+    return m >= TOEPLITZ_MIN_SAMPLES and group[-1] - group[0] + 1 == m and m * LEVINSON_FACTOR < p * p
+
+
+def _solve_toeplitz(b: np.ndarray, r_a: np.ndarray) -> np.ndarray | None:
+    """Solve the normal equations of one contiguous run (Toeplitz: ``R[i, j] = r_a(|i - j|)``, 0 beyond
+    lag ``p``, plus the ridge) by Levinson. It is only weakly stable, so the residual is checked:
+    ``None`` if it is off (the caller falls back to the banded solve)."""
+    m, p = b.size, r_a.size - 1
+    column = np.zeros(m)
+    column[: min(p + 1, m)] = r_a[: min(p + 1, m)]
+    column[0] += RIDGE * r_a[0]
+    u = solve_toeplitz(column, b, check_finite=False)
+    size = 1 << int(np.ceil(np.log2(2 * m)))  # T u by FFT: the symmetric Toeplitz matrix as a circulant
+    kernel = np.concatenate([column, np.zeros(size - 2 * m + 1), column[:0:-1]])
+    residual = np.fft.irfft(np.fft.rfft(kernel) * np.fft.rfft(u, size), size)[:m] - b
+    return u if np.linalg.norm(residual) <= 1e-8 * np.linalg.norm(b) else None
+
+
+def _solve_banded(missing: np.ndarray, b: np.ndarray, r_a: np.ndarray) -> np.ndarray:
+    """Solve ``R u = b`` with ``R[i, j] = r_a(|missing_i - missing_j|)`` (0 beyond lag ``p``) plus the
+    ridge: banded with half-width ``<= p`` in the order of ``missing``, for any mask."""
     p, m = r_a.size - 1, missing.size
-    ridge = 1e-9 * r_a[0]
-    if missing[-1] - missing[0] + 1 == m and m * LEVINSON_FACTOR < p * p:
-        column = np.zeros(m)
-        column[: min(p + 1, m)] = r_a[: min(p + 1, m)]
-        column[0] += ridge
-        u = solve_toeplitz(column, b, check_finite=False)
-        if np.linalg.norm(_toeplitz_matvec(column, u) - b) <= 1e-8 * np.linalg.norm(b):
-            return u
     band = np.zeros((p + 1, m))
     for d in range(min(p + 1, m)):
         dist = missing[d:] - missing[: m - d]
         band[p - d, d:] = np.where(dist <= p, r_a[np.minimum(dist, p)], 0.0)
-    band[p] += ridge
+    band[p] += RIDGE * r_a[0]
     return solveh_banded(band, b, lower=False, check_finite=False)
-
-
-def _toeplitz_matvec(column: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """``T u`` for the symmetric Toeplitz matrix with first column ``column``, by FFT."""
-    m = u.size
-    size = 1 << int(np.ceil(np.log2(2 * m)))
-    kernel = np.concatenate([column, np.zeros(size - 2 * m + 1), column[:0:-1]])
-    return np.fft.irfft(np.fft.rfft(kernel) * np.fft.rfft(u, size), size)[:m]
 
 
 def interpolate(x: np.ndarray, known: np.ndarray, *, order: int = DEFAULT_ORDER, iterations: int = 3) -> np.ndarray:

@@ -260,8 +260,9 @@ def fill_samples(model: InpaintModel | None, samples: np.ndarray, known: np.ndar
         if model.shrink_ms > 0:
             guess = guess * shrink_weight(guess, known, gap, sr, model.shrink_ms, on_gain=on_gain)
         out = guess + weight * correction
-        if model.envelope_db > 0:
-            raised = match_envelope(out, known, sr, model.highpass_hz, model.envelope_db)
+        if model.envelope_db > 0 and gap.any():
+            # only frames touching gaps are raised (clipped runs are not): ~gap, not known
+            raised = match_envelope(out, ~gap, sr, model.highpass_hz, model.envelope_db)
             out = np.where(gap, out + edge_taper(known, int(model.taper_ms * sr / 1000)) * (raised - out), out)
     if clipped:
         out = ar.project_clipped(out, ~known, np.where(known, 0.0, levels))
