@@ -119,3 +119,17 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_restoring_does_not_import_monai():
+    """MONAI's import costs ~3 s per process; the CLI and the library must not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from restore.cli import main; from restore.audio.pipeline import restore_audio; "
+            "from restore.mri.pipeline import restore_nifti; from restore.weights import load_model; "
+            "from pathlib import Path; [load_model(p) for p in Path('models').glob('*.safetensors')]; "
+            "print('monai' in sys.modules)")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
