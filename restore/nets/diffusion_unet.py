@@ -124,15 +124,15 @@ class DownBlock(nn.Module):
                  head_channels: int | None, downsample: bool) -> None:
         super().__init__()
         self.resnets = nn.ModuleList(ResBlock(dims, c_in if i == 0 else c_out, c_out, temb, groups) for i in range(n_res))
-        if head_channels is not None:
-            self.attentions = nn.ModuleList(SpatialAttention(c_out, head_channels, groups) for _ in range(n_res))
+        self.attentions = None if head_channels is None else nn.ModuleList(
+            SpatialAttention(c_out, head_channels, groups) for _ in range(n_res))
         self.downsampler = _Downsample(dims, c_out) if downsample else None
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
         for i, resnet in enumerate(self.resnets):
             h = resnet(h, emb)
-            if hasattr(self, "attentions"):
+            if self.attentions is not None:
                 h = self.attentions[i](h)
             skips.append(h)
         if self.downsampler is not None:
@@ -160,14 +160,14 @@ class UpBlock(nn.Module):
             ResBlock(dims, (c_prev if i == 0 else c_out) + (c_skip_last if i == n_res - 1 else c_out), c_out, temb, groups)
             for i in range(n_res)
         )
-        if head_channels is not None:
-            self.attentions = nn.ModuleList(SpatialAttention(c_out, head_channels, groups) for _ in range(n_res))
+        self.attentions = None if head_channels is None else nn.ModuleList(
+            SpatialAttention(c_out, head_channels, groups) for _ in range(n_res))
         self.upsampler = _Upsample(dims, c_out) if upsample else None
 
     def forward(self, h: torch.Tensor, skips: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
         for i, resnet in enumerate(self.resnets):
             h = resnet(torch.cat([h, skips.pop()], dim=1), emb)
-            if hasattr(self, "attentions"):
+            if self.attentions is not None:
                 h = self.attentions[i](h)
         return h if self.upsampler is None else self.upsampler(h)
 
