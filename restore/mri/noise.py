@@ -4,12 +4,14 @@
 reaches, and its median absolute deviation (Donoho & Johnstone 1994, sigma = MAD / 0.6745):
 
 - in **signal** (local mean well above sigma) Rician noise is nearly Gaussian with std sigma;
-- in **background** (no signal) magnitudes are Rayleigh, whose std is sqrt(2 - pi/2) * sigma.
+- in **background** (no signal) magnitudes are Rayleigh, whose std is sqrt(2 - pi/2) * sigma;
+- in between, the Rician std (Gudbjartsson & Patz 1995) at the local SNR.
 
-It iterates: estimate, classify blocks as signal or background by their mean, re-estimate from the
-signal blocks (corrected for the Rician std deficit), falling back to background blocks when the
-volume has too little signal. This works with or without much background (Coupé et al. 2010 use a
-similar wavelet-based estimate for MRI).
+Each block's detail is divided by that factor at its local SNR, so blocks of every kind enter one
+median: the estimate has no branch that switches between signal and background (which flipped by
+1.5x between noise draws on a real 2 mm scan), and it is unbiased by the selection of background
+by intensity (selecting Rayleigh blocks by a low mean picks their small details too). Coupé et al.
+2010 use a similar wavelet-based estimate for MRI.
 """
 
 from __future__ import annotations
@@ -17,40 +19,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import ndimage, special
 
 MAD_TO_STD = 1 / 0.6744897501960817
 RAYLEIGH_STD = float(np.sqrt(2 - np.pi / 2))  # std of a Rayleigh(sigma) variable / sigma
-MIN_BLOCKS = 2000
 
 
 @dataclass(frozen=True)
 class NoiseEstimate:
     sigma: float  # in the input's units
     percent_of_p99: float  # 100 * sigma / 99th percentile of the volume
-    method: str  # "wavelet-signal" | "wavelet-background" | "given"
+    method: str  # "wavelet-rician"
     blocks: int  # how many 2x2x2 blocks the estimate rests on
 
 
-def _haar_blocks(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 2x2(x2) block: the finest diagonal Haar detail, the block mean and the gradient
-    magnitude of the block means (all flattened). Haar is orthogonal, so for Gaussian noise the
-    detail is independent of the means: selecting blocks by their means does not bias it."""
+def _pairs(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Even and odd elements along ``axis``."""
+    return np.take(a, np.arange(0, a.shape[axis], 2), axis=axis), np.take(a, np.arange(1, a.shape[axis], 2), axis=axis)
+
+
+def _block_grid(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per 2x2(x2) block, on the grid of blocks: the finest diagonal Haar detail, the block mean,
+    the block mean of squares, and whether the block is constant (masked or saturated voxels).
+    Haar is orthogonal, so for Gaussian noise the detail is independent of the means."""
     dims = [d for d in range(data.ndim) if data.shape[d] >= 2]
     cut = tuple(slice(0, (n // 2) * 2) if d in dims else slice(None) for d, n in enumerate(data.shape))
     x = data[cut].astype(np.float64)
-    detail, mean = x, x
+    detail, mean, square, low, high = x, x, x * x, x, x
     for d in dims:
-        a = np.take(detail, np.arange(0, detail.shape[d], 2), axis=d)
-        b = np.take(detail, np.arange(1, detail.shape[d], 2), axis=d)
+        a, b = _pairs(detail, d)
         detail = (a - b) / np.sqrt(2)
-        ma = np.take(mean, np.arange(0, mean.shape[d], 2), axis=d)
-        mb = np.take(mean, np.arange(1, mean.shape[d], 2), axis=d)
-        mean = (ma + mb) / 2
-    grads = np.gradient(mean, axis=[i for i in range(mean.ndim) if mean.shape[i] >= 2])
+        mean = sum(_pairs(mean, d)) / 2
+        square = sum(_pairs(square, d)) / 2
+        low, high = np.minimum(*_pairs(low, d)), np.maximum(*_pairs(high, d))
+    return detail, mean, square, low == high
+
+
+def _haar_blocks(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per 2x2(x2) block (flattened): the finest diagonal Haar detail, the block mean and the
+    gradient magnitude of the block means."""
+    detail, mean, _, _ = _block_grid(data)
+    return detail.ravel(), mean.ravel(), _gradient(mean).ravel()
+
+
+def _gradient(grid: np.ndarray) -> np.ndarray:
+    axes = [i for i in range(grid.ndim) if grid.shape[i] >= 2]
+    grads = np.gradient(grid, axis=axes)
     grads = list(grads) if isinstance(grads, (list, tuple)) else [grads]
-    gradient = np.sqrt(sum(g**2 for g in grads))
-    return detail.ravel(), mean.ravel(), gradient.ravel()
+    return np.sqrt(sum(g**2 for g in grads))
 
 
 def _rician_std_factor(snr: np.ndarray) -> np.ndarray:
@@ -62,36 +78,63 @@ def _rician_std_factor(snr: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(2 + 2 * -x - np.pi / 2 * laguerre**2, 0))
 
 
-def estimate_rician_sigma(data: np.ndarray, *, iterations: int = 4) -> NoiseEstimate:
+_SNR_GRID = np.concatenate([np.linspace(0, 5, 201), np.linspace(5.1, 50, 450)])
+
+
+def _snr_from_mean(mean_over_sigma: np.ndarray) -> np.ndarray:
+    """SNR ``A / sigma`` whose Rician mean is ``mean_over_sigma`` sigma: the mean is
+    sqrt(pi / 2) L_{1/2}(-s^2 / 2) sigma, rising from 1.2533 (Rayleigh, s = 0) towards s."""
+    x = -0.5 * _SNR_GRID**2
+    curve = np.sqrt(np.pi / 2) * ((1 - x) * special.i0e(-x / 2) - x * special.i1e(-x / 2))
+    big = mean_over_sigma > curve[-1]
+    return np.where(big, mean_over_sigma, np.interp(mean_over_sigma, curve, _SNR_GRID))
+
+
+def estimate_rician_sigma(data: np.ndarray, *, iterations: int = 6) -> NoiseEstimate:
     """Sigma of the Gaussian noise behind a Rician magnitude volume ``data: (X, Y[, Z])``.
 
-    Returns the estimate in ``data``'s units; a volume without noise gives sigma 0.
+    One estimator for volumes with or without background: the finest Haar details of two kinds of
+    flat 2x2x2 blocks enter one median, each divided by its noise std factor:
+
+    - background: the mean over the 6x6x6 voxels around the block is below 2 sigma (Rayleigh
+      neighbourhoods average 1.25 sigma); factor sqrt(2 - pi/2). Selecting by the neighbourhood,
+      not by the block's own mean, leaves the block's detail unbiased (a low own mean picks small
+      details of the skewed Rayleigh values);
+    - signal: that neighbourhood mean is above 2 sigma; the Rician factor at the SNR whose Rician
+      mean it is (at low SNR the mean is biased up: taking it for the signal overstates the factor).
+
+    Blocks with an edge in that neighbourhood (the upper half of the largest gradient of block
+    means around each) and constant blocks (masked or saturated voxels) are left out. Iterated
+    from the plain MAD. Both kinds are pooled in one median, so the estimate moves smoothly as
+    their shares change (no switch between a signal and a background branch). Returns the estimate
+    in ``data``'s units; a volume without noise gives sigma 0.
     """
     if data.ndim < 2 or data.size < 64:
         raise ValueError(f"need a 2D or 3D volume with at least 64 voxels, got shape {data.shape}")
-    detail, mean, gradient = _haar_blocks(data)
+    detail, mean, _, constant = _block_grid(data)
     p99 = float(np.percentile(data, 99))
-    sigma = MAD_TO_STD * float(np.median(np.abs(detail)))
-    method, used = "wavelet-signal", detail.size
-    enough = min(MIN_BLOCKS, detail.size // 8)  # small (single-slice) volumes use what they have
+    valid = ~constant
+    magnitude = np.abs(detail[valid])
+    if magnitude.size < 8:
+        return NoiseEstimate(sigma=0.0, percent_of_p99=0.0, method="wavelet-rician", blocks=int(magnitude.size))
+    around = ndimage.uniform_filter(mean, 3, mode="nearest")[valid]
+    edge = ndimage.maximum_filter(_gradient(mean), 3, mode="nearest")[valid]
+    flat = edge <= np.median(edge)
+    sigma = MAD_TO_STD * float(np.median(magnitude))
+    used = magnitude.size
     for _ in range(iterations):
         if sigma <= 0:
             break
-        signal = mean > 5 * sigma
-        if signal.sum() >= 2 * enough:  # flat half of the signal: edges leak into the detail band
-            signal &= gradient <= np.median(gradient[signal])
-        background = mean < 1.0 * sigma
-        if signal.sum() >= enough:
-            d = detail[signal]
-            factor = float(np.median(_rician_std_factor(mean[signal] / sigma)))
-            method, used = "wavelet-signal", int(signal.sum())
-        elif background.sum() >= enough:
-            d, factor = detail[background], RAYLEIGH_STD
-            method, used = "wavelet-background", int(background.sum())
-        else:
+        background = flat & (around < 2 * sigma)
+        signal = flat & (around > 2 * sigma)
+        if background.sum() + signal.sum() < 8:
             break
-        sigma = MAD_TO_STD * float(np.median(np.abs(d))) / factor
-    return NoiseEstimate(sigma=sigma, percent_of_p99=100 * sigma / p99 if p99 > 0 else 0.0, method=method, blocks=used)
+        factor = np.where(background, RAYLEIGH_STD, _rician_std_factor(_snr_from_mean(around / sigma)))
+        keep = background | signal
+        sigma = MAD_TO_STD * float(np.median(magnitude[keep] / factor[keep]))
+        used = int(keep.sum())
+    return NoiseEstimate(sigma=sigma, percent_of_p99=100 * sigma / p99 if p99 > 0 else 0.0, method="wavelet-rician",
+                         blocks=used)
 
 
 def add_rician_noise(x0: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
