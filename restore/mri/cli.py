@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="3: also restore along the other two axes and average (+0.1 dB measured after refinement, ~2x the time)")
     p.add_argument("--no-refine", action="store_true",
                    help="skip the non-local stage that follows the diffusion denoiser (faster, ~2 dB lower PSNR)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="skip giving back removed structure where the residual is not noise (lesion guard)")
     p.add_argument("--strength", type=float, default=1.0, help="scale the noise level that sets t* (default 1)")
     p.add_argument("--task", default="auto", choices=["auto", "denoise", "fill"],
                    help="auto: fill missing/corrupted slices, then denoise (default); fill: only fill")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     record = restore_nifti(
         args.input, args.output, reference=args.reference, sigma=args.sigma, steps=args.steps,
         samples=args.samples, strength=args.strength, orientations=args.orientations,
-        refine=not args.no_refine, seed=args.seed, device=args.device,
+        refine=not args.no_refine, guard=not args.no_guard, seed=args.seed, device=args.device,
         bf16=False if args.fp32 else None, dtype=args.dtype, slice_axis=args.slice_axis, task=args.task,
         missing_slices=args.missing_slices,
         overwrite=args.overwrite, progress=not args.quiet, model_path=args.model,

@@ -20,6 +20,7 @@ from restore.device import resolve_device, set_threads
 from restore.errors import InputError
 from restore.mri.denoise import denoise_orientations
 from restore.mri.fill import MAX_GAP, SliceReport, detect_bad_slices, fill_slices
+from restore.mri.guard import GuardResult, residual_feedback
 from restore.mri.io import Volume, load_nifti, save_nifti
 from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
@@ -78,6 +79,7 @@ def restore_nifti(
     strength: float = 1.0,
     orientations: Literal[1, 3] = 1,
     refine: bool = True,
+    guard: bool = True,
     seed: int = 0,
     device: str = "auto",
     bf16: bool | None = None,
@@ -94,7 +96,8 @@ def restore_nifti(
 
     ``task``: ``denoise``; ``fill`` (only the detected or given slices change; every other voxel
     stays bit-identical); ``auto`` (fill what is missing, then denoise). ``refine``: follow the
-    diffusion denoiser with the pilot-guided non-local stage (:mod:`restore.mri.refine`). Writes the
+    diffusion denoiser with the pilot-guided non-local stage (:mod:`restore.mri.refine`). ``guard``:
+    give back removed structure where the residual is not noise (:mod:`restore.mri.guard`). Writes the
     output, its sidecar, an uncertainty map (``samples > 1``) and a mask of filled voxels (when any),
     all atomically, and returns the sidecar record (see :mod:`restore.api`)."""
     started = time.monotonic()
@@ -126,6 +129,7 @@ def restore_nifti(
     loaded = cached_model(str(model_path or DEFAULT_MODEL), str(dev))
     use_bf16 = (dev.type == "cpu") if bf16 is None else bf16
 
+    zooms = tuple(float(z) for z in volume.header.get_zooms()[:3])
     refine_shift = PILOT_SHIFT if orientations == 1 else 0.0  # measured: see restore.mri.refine.PILOT_SHIFT
     parts, stds, fills, per_volume = [], [], [], []
     vols = _volumes(volume.data)
@@ -151,7 +155,7 @@ def restore_nifti(
             fr = fill_slices(data, report.to_fill, s, fill_model, axis=slice_axis, steps=FILL_STEPS, seed=seed + v,
                              bf16=use_bf16, ensemble=FILL_ENSEMBLE)
             data, filled = fr.data, fr.filled
-        res = refined = None
+        res = refined = guarded = None
         out = data
         if task != "fill":
             axes = [slice_axis] + ([a for a in range(3) if a != slice_axis] if orientations == 3 else [])
@@ -164,6 +168,9 @@ def restore_nifti(
                 refined = nonlocal_refine(data, out, s, pilot_fn=_pilot_fn(denoise, non_negative), rician=non_negative,
                                           shift=refine_shift, seed=seed + v, device=dev)
                 out = refined.data
+            if guard:
+                guarded = residual_feedback(data, out, s, foreground_mask(data, s), zooms=zooms, rician=non_negative)
+                out = guarded.data
         else:
             bar.update(n_slices)
         parts.append(out)
@@ -174,6 +181,7 @@ def restore_nifti(
             metrics["refine"] = {"h_over_sigma": list(refined.h), "class_edges_std_over_sigma": list(refined.edges),
                                  "search_window": 2 * refined.search + 1, "pilot_shift_sigma2": refine_shift,
                                  "estimated_mse": {str(k): list(e) for k, e in refined.scores.items()}}
+        metrics["qc"] = _qc(guarded)
         metrics["slices"] = _slice_summary(report)
         per_volume.append(metrics)
     bar.close()
@@ -203,7 +211,8 @@ def restore_nifti(
                   **({"fill_version": cached_model(str(fill_model_path or DEFAULT_FILL_MODEL), str(dev)).version}
                      if filled_mask.any() else {})},
         "params": {"sigma": sigma, "steps": steps, "samples": samples, "strength": strength,
-                   "orientations": orientations, "refine": refine and task != "fill", "seed": seed,
+                   "orientations": orientations, "refine": refine and task != "fill",
+                   "guard": guard and task != "fill", "seed": seed,
                    "slice_axis": slice_axis, "task": task, "missing_slices": missing_slices, "bf16": use_bf16, "dtype": dtype or str(volume.on_disk_dtype)},
         "metrics": per_volume[0] if len(per_volume) == 1 else {"volumes": per_volume},
         "timing": {"seconds": round(time.monotonic() - started, 2), "device": str(dev)},
@@ -219,6 +228,18 @@ def _pilot_fn(denoise, non_negative: bool):
         data = denoise(noisy, sigma).data
         return np.maximum(data, 0) if non_negative else data
     return run
+
+
+OVER_SMOOTHING_SHARE = 0.02  # QC: more of the foreground than this with structure in the residual
+
+
+def _qc(guarded: GuardResult | None) -> dict:
+    """What the residual says about the restoration (see :mod:`restore.mri.guard`)."""
+    if guarded is None:
+        return {"checked": False}
+    return {"checked": True, "residual_structured_share": guarded.share_structured,
+            "over_smoothing": guarded.share_structured > OVER_SMOOTHING_SHARE,
+            "given_back_share": guarded.share_given_back}
 
 
 def _slice_summary(report: SliceReport) -> dict:
@@ -268,6 +289,10 @@ def summary_lines(record: dict) -> list[str]:
          f" t* = {m['t_star']}, {m['steps_run']} reverse steps"),
         f"SNR {m['snr_before']:.1f} -> {m['snr_after']:.1f}; structure left in the residual {m['residual_structure']:.3f}",
     ]
+    qc = m.get("qc", {})
+    if qc.get("over_smoothing"):
+        lines.append(f"warning: {100 * qc['residual_structured_share']:.1f}% of the head has structure in the residual"
+                     " (over-smoothing?); check the output, or lower --strength")
     if "reference" in m:
         i, o = m["reference"]["input"], m["reference"]["output"]
         lines.append(f"head PSNR {i['psnr_head']:.2f} -> {o['psnr_head']:.2f} dB, SSIM {i['ssim_head']:.3f} -> {o['ssim_head']:.3f}")
