@@ -64,3 +64,55 @@ def make_series(folder: Path, *, shape: tuple[int, int, int] = (16, 16, 6), seed
         ds.PixelData = np.ascontiguousarray(values[:, :, k].T).tobytes()  # (rows, columns) in C order
         ds.save_as(ds.filename, enforce_file_format=True)
     return values
+
+
+def make_multiframe(path: Path, *, shape: tuple[int, int, int] = (12, 10, 5), seed: int = 0,
+                    row_dir=(0.0, 1.0, 0.0), col_dir=(0.0, 0.0, -1.0), spacing=(1.2, 0.8),
+                    slice_step: float = 3.0, origin=(20.0, -5.0, 30.0), reverse_frames: bool = True) -> np.ndarray:
+    """One enhanced MR multi-frame file (frames in reverse position order by default); returns the
+    stored values as ``(columns, rows, slices)``, slice k at ``origin + k * slice_step * normal``."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedMRImageStorage
+
+    rng = np.random.default_rng(seed)
+    cols, rows, n = shape
+    values = rng.integers(100, 4000, shape).astype(np.uint16)
+    row_dir, col_dir = np.asarray(row_dir, float), np.asarray(col_dir, float)
+    normal = np.cross(row_dir, col_dir)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality, ds.Manufacturer = "Test^Multi", "MULTI01", "MR", "pydicom-test"
+    ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = 7, 1, "mf_test"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.StudyDate, ds.StudyTime, ds.ContentDate, ds.ContentTime = "20260101", "120000", "20260101", "120000"
+    ds.AcquisitionDateTime = "20260101120000"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, n
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [float(spacing[0]), float(spacing[1])], abs(slice_step)
+    measures.SpacingBetweenSlices = abs(slice_step)
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [*map(float, row_dir), *map(float, col_dir)]
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = Sequence([measures]), Sequence([orientation])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    order = list(range(n))[::-1] if reverse_frames else list(range(n))
+    per_frame = []
+    for f, k in enumerate(order):
+        group, position, content = Dataset(), Dataset(), Dataset()
+        position.ImagePositionPatient = [round(float(v), 6) for v in np.asarray(origin) + k * slice_step * normal]
+        content.InStackPositionNumber, content.StackID, content.DimensionIndexValues = k + 1, "1", [1, k + 1]
+        group.PlanePositionSequence, group.FrameContentSequence = Sequence([position]), Sequence([content])
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.PixelData = np.stack([values[:, :, k].T for k in order]).astype("<u2").tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return values
