@@ -71,8 +71,9 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
 
 
-def check_declared_size(path: Path, header: nib.Nifti1Header) -> None:
-    """InputError when the data ``header`` declares cannot be in the file or in memory (module docstring)."""
+def check_declared_size(path: Path, header: nib.Nifti1Header, offset: int) -> None:
+    """InputError when the data ``header`` declares (from byte ``offset`` on) cannot be in the file or in
+    memory (module docstring)."""
     shape = header.get_data_shape()
     voxels = math.prod(int(n) for n in shape)
     nbytes = voxels * header.get_data_dtype().itemsize
@@ -82,7 +83,7 @@ def check_declared_size(path: Path, header: nib.Nifti1Header) -> None:
         if nbytes > DEFLATE_MAX_RATIO * size + GZIP_SLACK_BYTES:
             raise InputError(f"{declared}, more than a {size}-byte gzip file can hold (truncated or hostile header)")
     else:
-        needed = int(header.get("vox_offset", 352)) + nbytes
+        needed = offset + nbytes
         if needed > size:
             raise InputError(f"{declared}; that needs {needed} bytes, the file has {size} (truncated or hostile header)")
     available = _available_bytes()
@@ -153,7 +154,7 @@ def load_nifti(path: Path | str, *, nonfinite_slices_axis: int | None = None) ->
         img = nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise InputError(f"not a NIfTI image: {path.name}")
-        check_declared_size(path, img.header)
+        check_declared_size(path, img.header, int(getattr(img.dataobj, "offset", 352)))
         complex_data = np.issubdtype(img.get_data_dtype(), np.complexfloating)
         if complex_data:  # magnitude, not the real part numpy's cast would keep
             data = np.abs(np.asarray(img.dataobj)).astype(np.float32)
