@@ -103,14 +103,17 @@ def is_paired_reference(path: Path) -> bool:
     return Path(path).with_name(stem[: -len(CLEAN)] + NOISY + ext).is_file()
 
 
-def output_for(input_path: Path, root: Path, outdir: Path) -> Path:
-    """``root/sub/t1_noisy.nii.gz`` -> ``outdir/sub/t1_noisy_restored.nii.gz``."""
+def output_for(input_path: Path, root: Path, outdir: Path, *, dicom_out: bool = False) -> Path:
+    """``root/sub/t1_noisy.nii.gz`` -> ``outdir/sub/t1_noisy_restored.nii.gz``; a DICOM series folder or
+    file ``root/sub/t1`` -> ``outdir/sub/t1_restored.nii.gz`` (the folder ``t1_restored`` with ``dicom_out``)."""
     input_path = Path(input_path)
     try:
         relative_parent = input_path.parent.resolve().relative_to(Path(root).resolve())
     except ValueError:
         relative_parent = Path()
     stem, ext = split_suffix(input_path)
+    if input_path.is_dir() or not input_path.name.lower().endswith(api.MRI_SUFFIXES + api.AUDIO_SUFFIXES):
+        stem, ext = (input_path.name if input_path.is_dir() else stem), ("" if dicom_out else ".nii.gz")
     return Path(outdir) / relative_parent / f"{stem}{RESTORED}{ext}"
 
 
@@ -233,9 +236,10 @@ def items_from_manifest(manifest: Path, outdir: Path, options: dict | None = Non
         ref = (row.get("reference") or "").strip()
         out = (row.get("output") or "").strip()
         row_options = {k: _parse_option(v) for k, v in row.items() if k not in MANIFEST_COLUMNS and v not in (None, "")}
+        dicom_out = {**(options or {}), **row_options}.get("output_format") == "dicom"
         items.append(_make_item(
             path,
-            Path(outdir) / out if out else output_for(path, base, outdir),
+            Path(outdir) / out if out else output_for(path, base, outdir, dicom_out=dicom_out),
             reference=base / ref if ref else reference_for(path),
             options={**(options or {}), **row_options},
             task=(row.get("task") or "").strip() or None,

@@ -13,12 +13,13 @@ def make_series(folder: Path, *, shape: tuple[int, int, int] = (16, 16, 6), seed
                 row_dir=(1.0, 0.0, 0.0), col_dir=(0.0, 1.0, 0.0), spacing=(0.9, 1.1), slice_step: float = 2.5,
                 origin=(-7.0, -9.0, 12.0), series_uid: str | None = None, series_number: int = 3,
                 positions: list | None = None, shuffle: bool = True, slope: float = 1.0,
-                intercept: float = 0.0, study_uid: str | None = None, prefix: str = "IM") -> np.ndarray:
+                intercept: float = 0.0, study_uid: str | None = None, prefix: str = "IM",
+                first_instance: int = 1) -> np.ndarray:
     """Write ``shape[2]`` single-frame MR slices (``shape`` = columns, rows, slices) into ``folder``.
 
     ``row_dir``/``col_dir``: ImageOrientationPatient (LPS); ``spacing``: PixelSpacing (between rows,
     between columns, mm); slice k sits at ``origin + k * slice_step * normal`` unless ``positions``
-    gives every ImagePositionPatient. Files are written in shuffled order (the reader must sort by
+    gives every ImagePositionPatient; InstanceNumber runs from ``first_instance``. Files are written in shuffled order (the reader must sort by
     position). Returns the stored values as ``(columns, rows, slices)`` uint16, slice k = position k.
     """
     folder = Path(folder)
@@ -46,7 +47,7 @@ def make_series(folder: Path, *, shape: tuple[int, int, int] = (16, 16, 6), seed
         ds.StudyDate, ds.StudyTime, ds.SeriesDate, ds.SeriesTime = "20260101", "120000", "20260101", "120500"
         ds.AccessionNumber = "ACC1"
         ds.Modality, ds.Manufacturer = "MR", "pydicom-test"
-        ds.SeriesNumber, ds.InstanceNumber = series_number, int(k) + 1
+        ds.SeriesNumber, ds.InstanceNumber = series_number, int(k) + first_instance
         ds.SeriesDescription, ds.ImageType = "t1_test", ["ORIGINAL", "PRIMARY", "M", "ND"]
         ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "GR", "SP", "2D"
         ds.RepetitionTime, ds.EchoTime, ds.FlipAngle, ds.MagneticFieldStrength = 500, 10, 90, 3

@@ -165,3 +165,34 @@ def test_restore_mri_dicom_in_dicom_out_end_to_end(tmp_path):
     record = json.loads((tmp_path / "restored.json").read_text())  # the sidecar sits next to the folder
     assert record["output_format"] == "dicom" and record["input"]["format"] == "dicom"
     assert {p.name: p.read_bytes() for p in (tmp_path / "series").iterdir()} == before  # input untouched
+
+
+def test_repeated_positions_make_a_4d_volume_like_dcm2niix(tmp_path):
+    first = make_series(tmp_path / "s", series_uid="1.2.826.0.1.3680043.8.498.77", seed=0)
+    second = make_series(tmp_path / "s", series_uid="1.2.826.0.1.3680043.8.498.77", seed=1, first_instance=7,
+                         prefix="V2")
+    volume = load_volume(tmp_path / "s")
+    assert volume.data.shape == (16, 16, 6, 2)
+    np.testing.assert_array_equal(volume.data[..., 1], second[:, ::-1, :])  # volumes in InstanceNumber order
+    np.testing.assert_array_equal(volume.data[..., 0], first[:, ::-1, :])
+    assert_same_geometry(volume.affine, volume.data, dcm2niix(tmp_path / "s", tmp_path / "nii", "s"))
+    save_dicom(tmp_path / "out", volume.data + 1, volume)
+    assert len(list((tmp_path / "out").iterdir())) == 12
+    np.testing.assert_array_equal(load_dicom(tmp_path / "out").data, volume.data + 1)
+
+
+def test_batch_names_series_outputs(tmp_path):
+    from restore import batch
+
+    make_series(tmp_path / "in" / "study" / "t1")
+    (tmp_path / "in" / "dicom.csv").write_text("path,output_format\nstudy/t1,dicom\n")
+    (tmp_path / "in" / "nifti.csv").write_text("path\nstudy/t1\n")
+    out = tmp_path / "out"
+    [as_dicom] = batch.discover(tmp_path / "in" / "dicom.csv", out)
+    [as_nifti] = batch.discover(tmp_path / "in" / "nifti.csv", out)
+    assert (as_dicom.output, as_dicom.options) == (out / "study" / "t1_restored", {"output_format": "dicom"})
+    assert as_nifti.output == out / "study" / "t1_restored.nii.gz"
+    (tmp_path / "mf").mkdir()
+    make_multiframe(tmp_path / "mf" / "enhanced.dcm")
+    [single] = batch.discover(tmp_path / "mf" / "enhanced.dcm", out)
+    assert (single.output, single.kind) == (out / "enhanced_restored.nii.gz", "mri")
