@@ -35,7 +35,7 @@ def kind_of(path: Path) -> Kind:
     if is_dicom_input(Path(path)):
         return "mri"
     raise InputError(
-        f"unsupported file type: {Path(path).name} (expected {', '.join(MRI_SUFFIXES + AUDIO_SUFFIXES)})"
+        f"unsupported file type: {Path(path).name} (expected {', '.join(MRI_SUFFIXES + AUDIO_SUFFIXES)} or DICOM)"
     )
 
 

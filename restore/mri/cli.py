@@ -10,7 +10,7 @@ from restore.outputs import sidecar_path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mri", help="restore a noisy NIfTI volume or DICOM series (3D or 4D)",
-                       description="Denoise a NIfTI volume with the 2.5D conditional diffusion model.")
+                       description="Denoise a NIfTI volume or DICOM series with the 2.5D conditional diffusion model.")
     p.add_argument("input", type=Path, help="input .nii/.nii.gz, DICOM series folder or DICOM file (never modified)")
     p.add_argument("-o", "--output", required=True,
                    help="output .nii/.nii.gz, or DIR/ for a DICOM series (DICOM input); sidecar goes to OUTPUT.json")
