@@ -296,9 +296,17 @@ def discover(source: str | Path, outdir: str | Path, options: dict | None = None
     return sorted(items, key=lambda it: str(it.input))
 
 
+def _stats(path: Path) -> list[os.stat_result]:
+    """A file's stat; for a DICOM series folder, the folder's and each file's in it (copies change those)."""
+    path = Path(path)
+    return [path.stat()] + ([p.stat() for p in sorted(path.iterdir()) if p.is_file()] if path.is_dir() else [])
+
+
 def settled(path: Path, *, min_age_seconds: float, now: float | None = None) -> bool:
-    """True when ``path`` has not been modified for ``min_age_seconds`` (a copy into an inbox is over)."""
-    return ((now if now is not None else time.time()) - Path(path).stat().st_mtime) >= min_age_seconds
+    """True when ``path`` (or any file of a series folder) has not been modified for ``min_age_seconds``
+    (a copy into an inbox is over)."""
+    newest = max(st.st_mtime for st in _stats(path))
+    return ((now if now is not None else time.time()) - newest) >= min_age_seconds
 
 
 # ---------------------------------------------------------------- skip / resume
@@ -442,9 +450,10 @@ INBOX_LEDGER = "inbox_ledger.jsonl"
 
 
 def ledger_key(path: Path) -> str:
-    """Identity of an inbox file as it is now: path, size and modification time (no hashing)."""
-    stat = Path(path).stat()
-    return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    """Identity of an inbox file (or series folder) as it is now: path, total size and newest modification
+    time (no hashing)."""
+    stats = _stats(path)
+    return f"{Path(path).resolve()}|{sum(st.st_size for st in stats)}|{max(st.st_mtime_ns for st in stats)}"
 
 
 def read_ledger(path: Path) -> dict[str, dict]:
