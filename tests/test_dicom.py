@@ -196,3 +196,19 @@ def test_batch_names_series_outputs(tmp_path):
     make_multiframe(tmp_path / "mf" / "enhanced.dcm")
     [single] = batch.discover(tmp_path / "mf" / "enhanced.dcm", out)
     assert (single.output, single.kind) == (out / "enhanced_restored.nii.gz", "mri")
+
+
+@pytest.mark.parametrize("output", ["out.nii.gz", "out_series/"])
+def test_fill_keeps_every_other_voxel_of_a_dicom_input(tmp_path, tiny_mri_model, tiny_fill_model, output):
+    from restore.mri.pipeline import restore_nifti
+
+    make_series(tmp_path / "in", shape=(16, 16, 8), slope=0.5, intercept=-100.0)
+    volume = load_dicom(tmp_path / "in")
+    restore_nifti(tmp_path / "in", str(tmp_path / output), task="fill", missing_slices=[3], progress=False,
+                  model_path=tiny_mri_model, fill_model_path=tiny_fill_model)
+    out = load_volume(tmp_path / output.rstrip("/"))
+    keep = np.ones(volume.data.shape, bool)
+    keep[:, :, 3] = False
+    np.testing.assert_array_equal(out.data[keep], volume.data[keep])
+    assert not np.array_equal(out.data[:, :, 3], volume.data[:, :, 3])
+    np.testing.assert_allclose(out.affine, volume.affine, atol=1e-5)
