@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed, State
 
-from restore import api, batch, report
+from restore import api, batch, bids, report
 from restore.batch import BatchItem, FileResult
 from restore.device import set_threads
 
@@ -61,7 +61,7 @@ def run_items(items: list[BatchItem], outdir: Path, *, resume: bool, progress: b
     picture_dir = Path(outdir) / report.PICTURES
     futures = limited(restore_one).map(items, resume=unmapped(resume), picture_dir=unmapped(picture_dir))
     item_of = {id(f): item for f, item in zip(futures, items)}
-    results: dict[Path, FileResult] = {}
+    results: dict[Path, FileResult] = {}  # by output: one input folder can hold several DICOM series
     bar = None
     if progress:
         from tqdm import tqdm
@@ -70,15 +70,15 @@ def run_items(items: list[BatchItem], outdir: Path, *, resume: bool, progress: b
     for future in as_completed(list(futures)):
         item = item_of[id(future)]
         try:
-            results[item.input] = future.result()
+            results[item.output] = future.result()
         except Exception as e:  # noqa: BLE001 - the task's own error, after its retries: report it
-            results[item.input] = batch.failed_result(item, e)
+            results[item.output] = batch.failed_result(item, e)
         if bar is not None:
-            bar.set_postfix_str(f"{item.input.name}: {results[item.input].status}", refresh=False)
+            bar.set_postfix_str(f"{item.input.name}: {results[item.output].status}", refresh=False)
             bar.update()
     if bar is not None:
         bar.close()
-    return [results[item.input] for item in items]
+    return [results[item.output] for item in items]
 
 
 def publish_report(results: list[FileResult], outdir: Path) -> dict:
@@ -107,11 +107,14 @@ def final_state(summary: dict) -> State:
 
 @flow(name="restore-batch")
 def restore_batch(source: str, outdir: str, resume: bool = True, options: dict | None = None,
-                  progress: bool = False) -> dict:
-    """Restore a folder, glob or CSV manifest into ``outdir``. The result holds counts, report paths and
+                  progress: bool = False, participant_labels: list[str] | None = None) -> dict:
+    """Restore a folder, glob or CSV manifest into ``outdir``; a BIDS dataset becomes a derivatives dataset
+    there (``participant_labels`` selects subjects). The result holds counts, report paths and
     per-file results; the run fails (after finishing every other file) when any file failed."""
-    items = batch.discover(source, outdir, options)
+    items = batch.discover(source, outdir, options, participant_labels=participant_labels)
     get_run_logger().info("%d files to restore from %s into %s", len(items), source, outdir)
+    if bids.is_bids_dataset(Path(source)):
+        bids.write_description(Path(source), Path(outdir))
     results = run_items(items, Path(outdir), resume=resume, progress=progress)
     return final_state(publish_report(results, Path(outdir)))
 

@@ -22,7 +22,9 @@ def batch_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="restore batch", description=(
         "Restore a folder (recursive), a glob pattern or a CSV manifest into OUTDIR with a Prefect flow. "
         "X_noisy.ext is restored with X_clean.ext as its reference when present; X_clean.ext itself is not "
-        "restored. Writes restored files, sidecars, batch_summary.csv/.json and report.html."))
+        "restored. A DICOM series folder is one file (a mixed folder: one per series). A BIDS dataset "
+        "(dataset_description.json at its root) becomes a derivatives dataset in OUTDIR (desc-denoised). "
+        "Writes restored files, sidecars, batch_summary.csv/.json and report.html."))
     p.add_argument("input", help="folder, quoted glob pattern ('scans/*.nii.gz') or .csv manifest "
                                  "(columns path[,reference,task,output,<option>...])")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
@@ -38,6 +40,8 @@ def batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="reverse steps (restore function default if unset)")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("--participant-label", nargs="+", metavar="LABEL", default=None,
+                   help="BIDS input: restore only these subjects (01 or sub-01)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show Prefect's log on the console")
     return p
@@ -92,12 +96,13 @@ def run_batch(argv: list[str]) -> int:
     from flows.batch import restore_batch
     from restore import api, batch
 
-    if not batch.discover(args.input, args.outdir):  # bad input fails here, in one line, before a flow runs
-        raise InputError(f"no MRI or audio files in {args.input} (looked for {', '.join(api.MRI_SUFFIXES + api.AUDIO_SUFFIXES)})")
+    if not batch.discover(args.input, args.outdir, participant_labels=args.participant_label):  # bad input: one line, before a flow runs
+        raise InputError(f"no MRI or audio files in {args.input} (looked for {', '.join(api.MRI_SUFFIXES + api.AUDIO_SUFFIXES)} and DICOM series)")
     workers = args.workers or runners.default_workers(args.runner)
     flow = restore_batch.with_options(task_runner=runners.task_runner(args.runner, workers, args.dask_config))
     run = functools.partial(flow, args.input, str(args.outdir), resume=args.resume, options=restore_options(args),
-                            progress=not args.no_progress, return_state=True)
+                            progress=not args.no_progress, participant_labels=args.participant_label,
+                            return_state=True)
     with runners.file_threads(workers), runners.without_flow_heartbeats():
         if args.runner == "dask":
             with runners.shared_api():

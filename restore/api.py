@@ -23,14 +23,19 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def kind_of(path: Path) -> Kind:
-    """``mri`` for NIfTI, ``audio`` for WAV/FLAC/OGG/MP3; anything else is an InputError."""
+    """``mri`` for NIfTI and DICOM (a series folder or a file), ``audio`` for WAV/FLAC/OGG/MP3;
+    anything else is an InputError."""
     name = Path(path).name.lower()
     if name.endswith(MRI_SUFFIXES):
         return "mri"
     if name.endswith(AUDIO_SUFFIXES):
         return "audio"
+    from restore.mri.dicom import is_dicom_input
+
+    if is_dicom_input(Path(path)):
+        return "mri"
     raise InputError(
-        f"unsupported file type: {Path(path).name} (expected {', '.join(MRI_SUFFIXES + AUDIO_SUFFIXES)})"
+        f"unsupported file type: {Path(path).name} (expected {', '.join(MRI_SUFFIXES + AUDIO_SUFFIXES)} or DICOM)"
     )
 
 
@@ -40,6 +45,16 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def input_digest(path: Path, series_uid: str | None = None) -> str:
+    """SHA-256 of a file, or of the files of a DICOM series (:func:`restore.mri.dicom.series_digest`)."""
+    path = Path(path)
+    if path.is_dir() or series_uid is not None:
+        from restore.mri.dicom import series_digest
+
+        return series_digest(path, series_uid)
+    return sha256_of(path)
 
 
 def restore_file(input_path: Path | str, output_path: Path | str, **options) -> dict:

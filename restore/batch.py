@@ -5,6 +5,11 @@ A batch source is a folder (recursive), a glob pattern or a CSV manifest. Each i
 its output is up to date, and returns a :class:`FileResult`. ``flows/`` maps :func:`run_item` over
 the items; everything here runs and is tested without Prefect.
 
+A DICOM series folder is one item (a folder that mixes series: one item per series, named by
+SeriesNumber); its output is ``<folder>_restored.nii.gz`` (a folder ``<folder>_restored`` with the
+``output_format`` option ``dicom``). A BIDS dataset (``dataset_description.json`` at its root)
+becomes a derivatives dataset instead (:mod:`restore.bids`).
+
 Reference pairing: ``X_noisy.ext`` has the clean reference ``X_clean.ext`` when that file exists.
 A folder or glob never restores such a reference itself. A manifest names references explicitly.
 
@@ -20,6 +25,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +49,7 @@ class BatchItem:
     kind: api.Kind
     reference: Path | None = None
     options: dict = field(default_factory=dict)
+    bids_root: Path | None = None  # the raw BIDS dataset the input belongs to: a derivative output
 
     @property
     def sidecar(self) -> Path:
@@ -96,15 +103,61 @@ def is_paired_reference(path: Path) -> bool:
     return Path(path).with_name(stem[: -len(CLEAN)] + NOISY + ext).is_file()
 
 
-def output_for(input_path: Path, root: Path, outdir: Path) -> Path:
-    """``root/sub/t1_noisy.nii.gz`` -> ``outdir/sub/t1_noisy_restored.nii.gz``."""
+def output_for(input_path: Path, root: Path, outdir: Path, *, dicom_out: bool = False) -> Path:
+    """``root/sub/t1_noisy.nii.gz`` -> ``outdir/sub/t1_noisy_restored.nii.gz``; a DICOM series folder or
+    file ``root/sub/t1`` -> ``outdir/sub/t1_restored.nii.gz`` (the folder ``t1_restored`` with ``dicom_out``)."""
     input_path = Path(input_path)
     try:
         relative_parent = input_path.parent.resolve().relative_to(Path(root).resolve())
     except ValueError:
         relative_parent = Path()
     stem, ext = split_suffix(input_path)
+    if input_path.is_dir() or not input_path.name.lower().endswith(api.MRI_SUFFIXES + api.AUDIO_SUFFIXES):
+        stem, ext = (input_path.name if input_path.is_dir() else stem), ("" if dicom_out else ".nii.gz")
     return Path(outdir) / relative_parent / f"{stem}{RESTORED}{ext}"
+
+
+def _is_dicom(path: Path) -> bool:
+    """A DICOM file (by name or content), not a NIfTI or audio file."""
+    if path.name.lower().endswith(api.MRI_SUFFIXES + api.AUDIO_SUFFIXES):
+        return False
+    from restore.mri.dicom import is_dicom_file
+
+    return is_dicom_file(path)
+
+
+def _dicom_items(files: list[Path], root: Path, outdir: Path, options: dict) -> list[BatchItem]:
+    """One item per DICOM series: its folder, with a ``series_uid`` option when the folder holds several."""
+    from restore.mri.dicom import series_in
+
+    items = []
+    for folder in sorted({f.parent for f in files}):
+        series = series_in(folder)
+        for uid, tag in _series_tags(series).items():
+            opts = dict(options) if len(series) == 1 else {**options, "series_uid": uid}
+            output = output_for(folder.parent / f"{folder.name}{tag}.nii.gz", root, outdir)
+            if opts.get("output_format") == "dicom":
+                output = output.with_name(output.name[: -len(".nii.gz")])
+            items.append(BatchItem(input=folder, output=output, kind="mri", options=opts))
+    return items
+
+
+def _series_tags(series: dict[str, list[Path]]) -> dict[str, str]:
+    """UID -> name tag: none for a lone series, else ``_series-<SeriesNumber>`` (the UID when numbers clash)."""
+    if len(series) == 1:
+        return {uid: "" for uid in series}
+    import pydicom
+
+    numbers = {}
+    for uid, paths in series.items():
+        try:
+            numbers[uid] = str(pydicom.dcmread(str(paths[0]), stop_before_pixels=True,
+                                               specific_tags=["SeriesNumber"]).get("SeriesNumber", "") or "")
+        except Exception:  # noqa: BLE001 - unreadable: the item fails later with its own message
+            numbers[uid] = ""
+    unique = [n for n in numbers.values() if n and list(numbers.values()).count(n) == 1]
+    return {uid: f"_series-{numbers[uid] if numbers[uid] in unique else uid or 'unreadable'}"
+            for uid in sorted(series, key=lambda u: (numbers[u].zfill(8), u))}
 
 
 def _supported(path: Path) -> bool:
@@ -120,12 +173,18 @@ def _candidates(paths: list[Path], outdir: Path) -> list[Path]:
     outdir = Path(outdir).resolve()
     keep = []
     for p in sorted(set(paths)):
-        if not p.is_file() or p.name.startswith(".") or not _supported(p) or is_paired_reference(p):
+        if not p.is_file() or p.name.startswith(".") or _is_dicom(p) or not _supported(p) or is_paired_reference(p):
             continue
         if outdir == p.resolve().parent or outdir in p.resolve().parents:
             continue
         keep.append(p)
     return keep
+
+
+def _dicom_candidates(paths: list[Path], outdir: Path) -> list[Path]:
+    outdir = Path(outdir).resolve()
+    return [p for p in sorted(set(paths)) if p.is_file() and not p.name.startswith(".") and _is_dicom(p)
+            and not (outdir == p.resolve().parent or outdir in p.resolve().parents)]
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -177,9 +236,10 @@ def items_from_manifest(manifest: Path, outdir: Path, options: dict | None = Non
         ref = (row.get("reference") or "").strip()
         out = (row.get("output") or "").strip()
         row_options = {k: _parse_option(v) for k, v in row.items() if k not in MANIFEST_COLUMNS and v not in (None, "")}
+        dicom_out = {**(options or {}), **row_options}.get("output_format") == "dicom"
         items.append(_make_item(
             path,
-            Path(outdir) / out if out else output_for(path, base, outdir),
+            Path(outdir) / out if out else output_for(path, base, outdir, dicom_out=dicom_out),
             reference=base / ref if ref else reference_for(path),
             options={**(options or {}), **row_options},
             task=(row.get("task") or "").strip() or None,
@@ -187,17 +247,37 @@ def items_from_manifest(manifest: Path, outdir: Path, options: dict | None = Non
     return items
 
 
-def discover(source: str | Path, outdir: str | Path, options: dict | None = None) -> list[BatchItem]:
-    """Items for a folder (recursive), a glob pattern or a ``.csv`` manifest; sorted by input path."""
+def bids_items(root: Path, outdir: Path, options: dict | None = None,
+               participant_labels: list[str] | None = None) -> list[BatchItem]:
+    """The images of a raw BIDS dataset, each to its place in the derivatives dataset OUTDIR."""
+    from restore import bids
+
+    bids.check_outdir(root, outdir)
+    return [BatchItem(input=p, output=bids.derivative_path(p, root, outdir), kind="mri", options=dict(options or {}),
+                      bids_root=Path(root)) for p in bids.bids_images(root, participant_labels)]
+
+
+def discover(source: str | Path, outdir: str | Path, options: dict | None = None, *,
+             participant_labels: list[str] | None = None) -> list[BatchItem]:
+    """Items for a folder (recursive; a BIDS dataset: :func:`bids_items`), a glob pattern or a ``.csv``
+    manifest; sorted by input path. ``participant_labels`` selects subjects of a BIDS dataset."""
+    from restore.bids import is_bids_dataset
+
     source_text, outdir = str(source), Path(outdir)
     source = Path(source_text)
+    if participant_labels and not is_bids_dataset(source):
+        raise InputError(f"--participant-label needs a BIDS dataset (dataset_description.json at the root of {source})")
     if source.is_file() and source.suffix.lower() == ".csv":
         items = items_from_manifest(source, outdir, options)
+    elif source.is_dir() and is_bids_dataset(source):
+        items = bids_items(source, outdir, options, participant_labels)
     elif source.is_dir():
         if source.resolve() == outdir.resolve():
             raise InputError(f"the output folder is the input folder: {outdir} (choose another -o)")
+        paths = [p for p in source.rglob("*") if not _hidden(p, source)]
         items = [_make_item(p, output_for(p, source, outdir), reference=reference_for(p), options=options or {})
-                 for p in _candidates([p for p in source.rglob("*") if not _hidden(p, source)], outdir)]
+                 for p in _candidates(paths, outdir)]
+        items += _dicom_items(_dicom_candidates(paths, outdir), source, outdir, options or {})
     elif source.is_file():
         items = [_make_item(source, output_for(source, source.parent, outdir), reference=reference_for(source),
                             options=options or {})]
@@ -206,6 +286,7 @@ def discover(source: str | Path, outdir: str | Path, options: dict | None = None
         root = Path(os.path.commonpath([p.parent for p in paths])) if paths else Path(".")
         items = [_make_item(p, output_for(p, root, outdir), reference=reference_for(p), options=options or {})
                  for p in _candidates(paths, outdir)]
+        items += _dicom_items(_dicom_candidates(paths, outdir), root, outdir, options or {})
     else:
         raise InputError(f"batch input not found: {source_text} (give a folder, a glob pattern or a .csv manifest)")
     outputs = [it.output for it in items]
@@ -215,9 +296,17 @@ def discover(source: str | Path, outdir: str | Path, options: dict | None = None
     return sorted(items, key=lambda it: str(it.input))
 
 
+def _stats(path: Path) -> list[os.stat_result]:
+    """A file's stat; for a DICOM series folder, the folder's and each file's in it (copies change those)."""
+    path = Path(path)
+    return [path.stat()] + ([p.stat() for p in sorted(path.iterdir()) if p.is_file()] if path.is_dir() else [])
+
+
 def settled(path: Path, *, min_age_seconds: float, now: float | None = None) -> bool:
-    """True when ``path`` has not been modified for ``min_age_seconds`` (a copy into an inbox is over)."""
-    return ((now if now is not None else time.time()) - Path(path).stat().st_mtime) >= min_age_seconds
+    """True when ``path`` (or any file of a series folder) has not been modified for ``min_age_seconds``
+    (a copy into an inbox is over)."""
+    newest = max(st.st_mtime for st in _stats(path))
+    return ((now if now is not None else time.time()) - newest) >= min_age_seconds
 
 
 # ---------------------------------------------------------------- skip / resume
@@ -260,7 +349,7 @@ def current_model_version(kind: str, options: dict) -> str | None:
 
 def up_to_date(item: BatchItem) -> tuple[bool, str]:
     """(True, record-path) when the output is done with the same input, request and model; else (False, why)."""
-    if not item.output.is_file():
+    if not item.output.exists():  # a file, or a DICOM series folder
         return False, "no output"
     if not item.sidecar.is_file():
         return False, "output without sidecar (interrupted)"
@@ -268,7 +357,7 @@ def up_to_date(item: BatchItem) -> tuple[bool, str]:
         record = json.loads(item.sidecar.read_text())
     except ValueError:
         return False, "unreadable sidecar"
-    if record.get("input", {}).get("sha256") != api.sha256_of(item.input):
+    if record.get("input", {}).get("sha256") != api.input_digest(item.input, item.options.get("series_uid")):
         return False, "input changed"
     if record.get("batch") != _request(item):
         return False, "options or reference changed"
@@ -288,9 +377,12 @@ def remove_partials(path: Path) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    stale = [p for p in path.parent.glob(f".{path.name}.*") if p.is_file()]
+    stale = list(path.parent.glob(f".{path.name}.*"))
     for p in stale:
-        p.unlink(missing_ok=True)
+        if p.is_dir():  # a DICOM series folder's temporary copy
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return stale
 
 
@@ -314,7 +406,13 @@ def run_item(item: BatchItem, *, resume: bool = True) -> FileResult:
     record = api.restore_file(item.input, item.output, reference=item.reference, overwrite=True, progress=False,
                               **item.options)
     record = {**record, "batch": _request(item)}
-    write_sidecar(item.sidecar, record)
+    if item.bids_root is not None:
+        from restore import bids
+
+        bids.copy_dwi_companions(item.input, item.output)
+        write_sidecar(item.sidecar, bids.bids_sidecar(record, item.input, item.bids_root))
+    else:
+        write_sidecar(item.sidecar, record)
     result.status, result.record = "done", record
     result.metrics = record.get("metrics", {})
     result.seconds = float(record.get("timing", {}).get("seconds", time.perf_counter() - start))
@@ -352,9 +450,10 @@ INBOX_LEDGER = "inbox_ledger.jsonl"
 
 
 def ledger_key(path: Path) -> str:
-    """Identity of an inbox file as it is now: path, size and modification time (no hashing)."""
-    stat = Path(path).stat()
-    return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    """Identity of an inbox file (or series folder) as it is now: path, total size and newest modification
+    time (no hashing)."""
+    stats = _stats(path)
+    return f"{Path(path).resolve()}|{sum(st.st_size for st in stats)}|{max(st.st_mtime_ns for st in stats)}"
 
 
 def read_ledger(path: Path) -> dict[str, dict]:

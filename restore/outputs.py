@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,31 @@ def atomic_write(path: Path, write: Callable[[Path], None], *, suffix: str | Non
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a new temporary folder beside ``path``, then rename it to ``path``.
+
+    An existing ``path`` (the caller decided it may be replaced) is moved aside only once the new
+    folder is complete, and deleted after the rename; a failed ``write`` leaves it untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~_umask())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old."))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _jsonable(value):

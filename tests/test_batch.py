@@ -182,3 +182,22 @@ def test_ledger_marks_files_in_their_current_state(study, tmp_path):
     assert {batch.ledger_key(it.input) for it in items} == set(entries)
     os.utime(items[0].input, ns=(1, 1))  # the file changed: no longer marked
     assert batch.ledger_key(items[0].input) not in entries
+
+
+def test_a_dicom_series_folder_settles_when_all_its_files_do(tmp_path):
+    import time
+
+    from dicom_fakes import make_series
+
+    folder = tmp_path / "series"
+    make_series(folder)
+    old = time.time() - 3600
+    for p in [*folder.iterdir(), folder]:
+        os.utime(p, (old, old))
+    assert batch.settled(folder, min_age_seconds=60)
+    key = batch.ledger_key(folder)
+    last = max(folder.iterdir())
+    last.write_bytes(last.read_bytes())  # still being copied: the folder's own mtime does not change
+    os.utime(folder, (old, old))
+    assert not batch.settled(folder, min_age_seconds=60)
+    assert batch.ledger_key(folder) != key

@@ -361,3 +361,65 @@ def test_restore_batch_runs_without_flow_heartbeats_unless_the_user_set_them(mon
     monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")
     with runners.without_flow_heartbeats():  # the user's choice wins
         assert get_current_settings().flows.heartbeat_frequency == before
+
+
+def test_bids_dataset_becomes_a_derivatives_dataset(prefect_api, tmp_path, calls):
+    """Two subjects: outputs mirror the raw layout with desc-denoised, sidecars carry the raw metadata
+    that still holds, DWI gradients are copied, pybids finds the derivatives, the raw dataset is untouched."""
+    from bids_fakes import make_bids, tree_digest
+
+    raw, out = make_bids(tmp_path / "raw"), tmp_path / "derivatives" / "restore"
+    before = tree_digest(raw)
+    code, summary = run_cli(str(raw), "-o", str(out), "--participant-label", "01", "sub-02")
+    assert (code, summary["counts"]["done"]) == (0, 4)
+    assert tree_digest(raw) == before  # nothing written into the raw dataset
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["BIDSVersion"] == "1.9.0"
+    assert description["GeneratedBy"][0]["Name"] == "restore" and "CodeURL" not in description["GeneratedBy"][0]
+    assert description["SourceDatasets"] == [{"URL": raw.resolve().as_uri()}]
+    t1 = out / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_desc-denoised_T1w"
+    sidecar = json.loads(t1.with_suffix(".json").read_text())
+    assert (sidecar["RepetitionTime"], sidecar["EchoTime"], sidecar["MagneticFieldStrength"]) == (2.3, 0.003, 3)
+    assert "ImageType" not in sidecar and sidecar["Sources"] == ["bids:raw:sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"]
+    dwi = out / "sub-01" / "ses-1" / "dwi"
+    for ext in (".bval", ".bvec"):
+        assert (dwi / f"sub-01_ses-1_desc-denoised_dwi{ext}").read_bytes() == \
+            (raw / "sub-01" / "ses-1" / "dwi" / f"sub-01_ses-1_dwi{ext}").read_bytes()
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(str(raw), derivatives=str(out), validate=True)
+    found = layout.get(scope="derivatives", desc="denoised", extension=[".nii.gz"], return_type="filename")
+    assert sorted(Path(f).name for f in found) == sorted(Path(r["output"]).name for r in summary["files"])
+    bold = layout.get(scope="derivatives", desc="denoised", suffix="bold", extension=".nii.gz")[0]
+    assert bold.get_metadata()["RepetitionTime"] == 1.5  # inherited from the raw task-rest_bold.json
+    assert layout.get(scope="derivatives", suffix="dwi", extension=".bval")
+    code, summary = run_cli(str(raw), "-o", str(tmp_path / "only2"), "--participant-label", "02")
+    assert {Path(f["input"]).name for f in summary["files"]} == {"sub-02_T1w.nii.gz", "sub-02_task-rest_bold.nii.gz"}
+
+
+def test_dicom_series_folders_are_one_item_each(prefect_api, tmp_path, monkeypatch, tiny_mri_model):
+    """The real MRI pipeline (untrained tiny weights) on a folder with one series and a folder that mixes two."""
+    import nibabel as nib
+    import numpy as np
+    from dicom_fakes import make_series
+
+    from restore.mri import pipeline
+    from restore.mri.dicom import load_dicom
+
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL", tiny_mri_model)
+    src = tmp_path / "in"
+    make_series(src / "t1", shape=(16, 16, 6))
+    make_series(src / "mixed", shape=(16, 16, 6), series_number=5, seed=1)
+    make_series(src / "mixed", shape=(16, 16, 6), series_number=6, seed=2, prefix="B",
+                row_dir=(0.0, 1.0, 0.0), col_dir=(0.0, 0.0, -1.0))
+    out = tmp_path / "out"
+    code, summary = run_cli(str(src), "-o", str(out))
+    assert (code, summary["counts"]["done"]) == (0, 3), summary
+    assert sorted(Path(f["output"]).name for f in summary["files"]) == [
+        "mixed_series-5_restored.nii.gz", "mixed_series-6_restored.nii.gz", "t1_restored.nii.gz"]
+    for f in summary["files"]:
+        series = json.loads(Path(f["output"].replace(".nii.gz", ".json")).read_text())["input"]["series_uid"]
+        expected = load_dicom(Path(f["input"]), series_uid=series)
+        np.testing.assert_allclose(nib.load(f["output"]).affine, expected.affine, atol=1e-5)
+    code, summary = run_cli(str(src), "-o", str(out))
+    assert summary["counts"]["skipped"] == 3  # a series' digest and options match its sidecar

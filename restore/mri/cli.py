@@ -9,10 +9,13 @@ from restore.outputs import sidecar_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("mri", help="restore a noisy NIfTI volume (3D or 4D)",
-                       description="Denoise a NIfTI volume with the 2.5D conditional diffusion model.")
-    p.add_argument("input", type=Path, help="input .nii or .nii.gz (never modified)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .nii/.nii.gz; sidecar goes to OUTPUT.json")
+    p = sub.add_parser("mri", help="restore a noisy NIfTI volume or DICOM series (3D or 4D)",
+                       description="Denoise a NIfTI volume or DICOM series with the 2.5D conditional diffusion model.")
+    p.add_argument("input", type=Path, help="input .nii/.nii.gz, DICOM series folder or DICOM file (never modified)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .nii/.nii.gz, or DIR/ for a DICOM series (DICOM input); sidecar goes to OUTPUT.json")
+    p.add_argument("--output-format", default="auto", choices=["auto", "nifti", "dicom"],
+                   help="auto: NIfTI, or DICOM for a DICOM input and an output without .nii/.nii.gz (default)")
     p.add_argument("--reference", type=Path, help="clean reference volume: adds PSNR/SSIM/NRMSE to the sidecar")
     p.add_argument("--sigma", type=float, help="noise sigma in the input's units (default: estimated)")
     p.add_argument("--steps", type=int, help="reverse diffusion steps (default: 1)")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, strength=args.strength, orientations=args.orientations,
         refine=not args.no_refine, guard=not args.no_guard, seed=args.seed, device=args.device,
         bf16=False if args.fp32 else None, dtype=args.dtype, slice_axis=args.slice_axis, task=args.task,
-        missing_slices=args.missing_slices,
+        missing_slices=args.missing_slices, output_format=args.output_format,
         overwrite=args.overwrite, progress=not args.quiet, model_path=args.model,
     )
     if not args.quiet:

@@ -21,7 +21,8 @@ from restore.errors import InputError
 from restore.mri.denoise import denoise_orientations
 from restore.mri.fill import MAX_GAP, SliceReport, detect_bad_slices, fill_slices
 from restore.mri.guard import GuardResult, residual_feedback
-from restore.mri.io import Volume, load_nifti, save_nifti
+from restore.mri.io import OutputFormat, Volume, load_volume, save_nifti, save_volume
+from restore.mri.io import output_format as choose_output_format
 from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
 from restore.mri.refine import PILOT_SHIFT, nonlocal_refine
@@ -62,7 +63,7 @@ def _stack(parts: list[np.ndarray], like: np.ndarray) -> np.ndarray:
 
 
 def _load_reference(path: Path, volume: Volume) -> np.ndarray:
-    ref = load_nifti(path)
+    ref = load_volume(path)
     if ref.data.shape != volume.data.shape:
         raise InputError(f"reference shape {ref.data.shape} differs from the input's {volume.data.shape}")
     return ref.data
@@ -91,6 +92,8 @@ def restore_nifti(
     progress: bool = True,
     model_path: Path | str | None = None,
     fill_model_path: Path | str | None = None,
+    output_format: OutputFormat = "auto",
+    series_uid: str | None = None,
 ) -> dict:
     """Denoise a 3D/4D NIfTI volume and fill its missing or corrupted slices.
 
@@ -99,8 +102,13 @@ def restore_nifti(
     diffusion denoiser with the pilot-guided non-local stage (:mod:`restore.mri.refine`). ``guard``:
     give back removed structure where the residual is not noise (:mod:`restore.mri.guard`). Writes the
     output, its sidecar, an uncertainty map (``samples > 1``) and a mask of filled voxels (when any),
-    all atomically, and returns the sidecar record (see :mod:`restore.api`)."""
+    all atomically, and returns the sidecar record (see :mod:`restore.api`).
+
+    The input may be a DICOM series folder or file (``series_uid`` picks one series of a mixed
+    folder); ``output_format`` ``dicom`` (or ``auto`` with a DICOM input and an output that is not
+    ``.nii``/``.nii.gz``) writes a derived DICOM series folder, its sidecar and companions beside it."""
     started = time.monotonic()
+    output_text = str(output_path)  # a trailing "/" (a folder: DICOM output) is lost in Path
     input_path, output_path = Path(input_path), Path(output_path)
     steps = DEFAULT_STEPS if steps is None else steps
     if not 1 <= steps <= 50:
@@ -118,7 +126,9 @@ def restore_nifti(
     if task not in ("auto", "denoise", "fill"):
         raise InputError(f"--task must be auto, denoise or fill, got {task!r}")
     check_output_path(input_path, output_path, overwrite=overwrite)
-    volume = load_nifti(input_path, nonfinite_slices_axis=slice_axis if task != "denoise" else None)
+    volume = load_volume(input_path, series_uid=series_uid,
+                         nonfinite_slices_axis=slice_axis if task != "denoise" else None)
+    fmt = choose_output_format(output_text, output_format, volume)
     n_slices = volume.data.shape[slice_axis]
     bad = [k for k in (missing_slices or []) if not 0 <= k < n_slices]
     if bad:
@@ -189,23 +199,26 @@ def restore_nifti(
     filled_mask = _stack(fills, volume.data)
 
     keep = None if task != "fill" else ~filled_mask  # fill only: every other voxel bit-identical
-    save_nifti(output_path, restored, volume, dtype=dtype, keep_from_input=keep)
+    save_volume(output_path, restored, volume, fmt=fmt, dtype=dtype, keep_from_input=keep)
     written = [str(output_path)]
+    nifti_base = output_path if fmt == "nifti" else output_path.with_name(output_path.name + ".nii.gz")
     if samples > 1 and task != "fill":
-        save_nifti(companion_path(output_path, "std"), _stack(stds, volume.data), volume, dtype="float32")
-        written.append(str(companion_path(output_path, "std")))
+        save_nifti(companion_path(nifti_base, "std"), _stack(stds, volume.data), volume, dtype="float32")
+        written.append(str(companion_path(nifti_base, "std")))
     if filled_mask.any():
-        save_nifti(companion_path(output_path, "filled-mask"), filled_mask.astype(np.float32), volume,
+        save_nifti(companion_path(nifti_base, "filled-mask"), filled_mask.astype(np.float32), volume,
                    dtype="uint8")
-        written.append(str(companion_path(output_path, "filled-mask")))
-    from restore.api import sha256_of
+        written.append(str(companion_path(nifti_base, "filled-mask")))
+    from restore.api import input_digest
 
     record = {
         "kind": "mri",
         "task": {"denoise": "denoise", "fill": "fill", "auto": "fill+denoise" if filled_mask.any() else "denoise"}[task],
-        "input": {"path": str(input_path), "sha256": sha256_of(input_path), "shape": list(volume.data.shape),
-                  "dtype": str(volume.on_disk_dtype), "voxel_mm": [float(z) for z in volume.header.get_zooms()[:3]]},
+        "input": {"path": str(input_path), "sha256": input_digest(input_path, series_uid), "shape": list(volume.data.shape),
+                  "dtype": str(volume.on_disk_dtype), "voxel_mm": [float(z) for z in volume.header.get_zooms()[:3]],
+                  **_input_format(volume)},
         "output": str(output_path),
+        "output_format": fmt,
         "files": written,
         "model": {"name": loaded.card.get("name", "mri_denoise"), "version": loaded.version,
                   **({"fill_version": cached_model(str(fill_model_path or DEFAULT_FILL_MODEL), str(dev)).version}
@@ -219,6 +232,13 @@ def restore_nifti(
     }
     write_sidecar(sidecar_path(output_path), record)
     return record
+
+
+def _input_format(volume: Volume) -> dict:
+    if volume.dicom is not None:
+        return {"format": "dicom", "series_uid": volume.dicom.series_uid,
+                "series_description": volume.dicom.description}
+    return {"format": "nifti", **({"complex_taken_as_magnitude": True} if volume.complex_taken_as_magnitude else {})}
 
 
 def _pilot_fn(denoise, non_negative: bool):
