@@ -21,6 +21,7 @@ is given it). PSNR/SSIM inside the reference's head mask.
     .venv/bin/python bench/mri_real.py --part quality            # the per-scan table (~10 min)
     .venv/bin/python bench/mri_real.py --part lesions            # lesion contrast kept
     .venv/bin/python bench/mri_real.py --part sigma              # noise-estimate stability
+    .venv/bin/python bench/mri_real.py --part uncertainty        # is the --samples std map calibrated?
     .venv/bin/python bench/mri_real.py --part quality --scans t1-2mm-small --sigmas 6 --only restore
 
 Needs the bench extra (``make bench-deps``: bm4d, dipy, pydicom).
@@ -208,6 +209,29 @@ def lesions(scans: list[Scan], sigmas, only) -> None:
                       f"{np.percentile(kept, 10):.2f} |", flush=True)
 
 
+def uncertainty(scans: list[Scan], sigmas, samples: int) -> None:
+    """Is the ``--samples`` std map calibrated? Share of head voxels whose error against the
+    reference is within 2 map values, and the medians of map and error."""
+    print("| scan | sigma % | map | within 2 map | median map | median error |")
+    print("|---|---|---|---|---|---|")
+    for scan in scans:
+        mask = head_mask(scan.data)
+        for pct in sigmas:
+            noisy, _ = noisy_copy(scan, pct, seed=int(pct * 100))
+            with tempfile.TemporaryDirectory() as tmp:
+                from restore.mri.pipeline import restore_nifti
+
+                src, dst = Path(tmp) / "noisy.nii.gz", Path(tmp) / "out.nii.gz"
+                nib.save(nib.Nifti1Image(noisy, np.diag([*scan.zooms, 1.0])), src)
+                record = restore_nifti(src, dst, samples=samples, progress=False, task="denoise")
+                out = np.asarray(nib.load(dst).dataobj, dtype=np.float32)
+                std = np.asarray(nib.load(Path(tmp) / "out_std.nii.gz").dataobj, dtype=np.float32)
+            err = np.abs(out - scan.data)[mask]
+            within = float((err <= 2 * std[mask]).mean())
+            print(f"| {scan.name} | {pct:g} | {record['metrics'].get('std_map')} | {within:.3f} | "
+                  f"{np.median(std[mask]):.4g} | {np.median(err):.4g} |", flush=True)
+
+
 def sigma_stability(scans: list[Scan], sigmas, draws: int) -> None:
     """Estimated / true sigma over ``draws`` noise draws, on the whole scan and on its head box
     (little background). The scan's own floor (estimate on the clean scan) is in the true sigma:
@@ -231,7 +255,8 @@ def sigma_stability(scans: list[Scan], sigmas, draws: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["quality", "lesions", "sigma"], default="quality")
+    ap.add_argument("--part", choices=["quality", "lesions", "sigma", "uncertainty"], default="quality")
+    ap.add_argument("--samples", type=int, default=4, help="posterior samples (--part uncertainty)")
     ap.add_argument("--scans", nargs="+", help="scan names (default: all)")
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS), help="percent of p99.9")
     ap.add_argument("--only", nargs="+", choices=["bm4d", "nlmeans", "restore"], default=["bm4d", "nlmeans", "restore"])
@@ -242,6 +267,8 @@ def main() -> int:
         quality(scans, args.sigmas, args.only)
     elif args.part == "lesions":
         lesions(scans, args.sigmas, args.only)
+    elif args.part == "uncertainty":
+        uncertainty(scans, args.sigmas, args.samples)
     else:
         sigma_stability(scans, args.sigmas if args.sigmas != list(SIGMAS) else [3, 6, 9, 12, 15], args.draws)
     return 0

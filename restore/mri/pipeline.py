@@ -26,6 +26,7 @@ from restore.mri.io import output_format as choose_output_format
 from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
 from restore.mri.refine import PILOT_SHIFT, nonlocal_refine
+from restore.mri.uncertainty import error_std_map
 from restore.outputs import check_output_path, sidecar_path, write_sidecar
 from restore.weights import LoadedModel, load_model
 
@@ -166,6 +167,7 @@ def restore_nifti(
                              bf16=use_bf16, ensemble=FILL_ENSEMBLE)
             data, filled = fr.data, fr.filled
         res = refined = guarded = None
+        std_kind = None
         out = data
         if task != "fill":
             axes = [slice_axis] + ([a for a in range(3) if a != slice_axis] if orientations == 3 else [])
@@ -174,10 +176,15 @@ def restore_nifti(
             res = denoise(data, s, samples=samples, on_batch=bar.update)
             non_negative = np.compress(known, vols[v], axis=slice_axis).min() >= 0
             out = np.maximum(res.data, 0) if non_negative else res.data  # magnitudes stay >= 0
+            pilot = out
             if refine:
                 refined = nonlocal_refine(data, out, s, pilot_fn=_pilot_fn(denoise, non_negative), rician=non_negative,
                                           shift=refine_shift, seed=seed + v, device=dev)
                 out = refined.data
+            if samples > 1:
+                calibrated = None if refined is None else error_std_map(pilot, refined, s, res.std)
+                std_kind = "calibrated" if calibrated is not None else "posterior samples only"
+                res = replace(res, std=res.std if calibrated is None else calibrated)
             if guard:
                 guarded = residual_feedback(data, out, s, foreground_mask(data, s), zooms=zooms, rician=non_negative)
                 out = guarded.data
@@ -192,6 +199,8 @@ def restore_nifti(
                                  "search_window": 2 * refined.search + 1, "pilot_shift_sigma2": refine_shift,
                                  "estimated_mse": {str(k): list(e) for k, e in refined.scores.items()}}
         metrics["qc"] = _qc(guarded)
+        if std_kind is not None:
+            metrics["std_map"] = std_kind
         metrics["slices"] = _slice_summary(report)
         per_volume.append(metrics)
     bar.close()
