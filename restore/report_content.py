@@ -100,7 +100,9 @@ def digest(result: FileResult) -> Digest:
         return d
     record = _dict(result.record)
     metrics = _dict(result.metrics) or _dict(record.get("metrics"))
-    (_mri if result.kind == "mri" else _audio)(d, record, metrics)
+    read = {"mri": _mri, "audio": _audio}.get(result.kind)
+    if read is not None:  # another kind: its status line only
+        read(d, record, metrics)
     return d
 
 

@@ -207,3 +207,15 @@ def test_coding_history_line_goes_after_the_old_history_and_before_padding(histo
     payload = _bext(history)
     out = tags.bext_with_history(payload, "A=PCM")
     assert out[:602] == payload[:602] and out[602:] == expected
+
+
+def test_flac_tags_map_to_mp3_frames(tmp_path):
+    src, dst = tmp_path / "in.flac", tmp_path / "out.mp3"
+    sf.write(str(src), _samples(1.0), SR)
+    audio = FLAC(str(src))
+    audio["title"], audio["comment"], audio["ARCHIVE_ID"] = "Reel 4", ["side A", "take 2"], "A-1"
+    audio.save()
+    record = _restore(src, dst)
+    out = ID3(str(dst))
+    assert str(out["TIT2"]) == "Reel 4" and out["COMM::XXX"].text == ["side A", "take 2"]
+    assert str(out["COMM:restore:XXX"]) == NOTE and record["tags"]["dropped"] == ["ARCHIVE_ID"]

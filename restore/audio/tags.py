@@ -70,10 +70,6 @@ class Tags:
     id3: ID3 | None = None  # MP3: the whole tag
     problems: tuple[str, ...] = ()  # what could not be read, one line each
 
-    @property
-    def empty(self) -> bool:
-        return not (self.comments or self.info or self.chunks or self.pictures or self.id3)
-
 
 @dataclass
 class TagReport:
@@ -338,21 +334,24 @@ def _write_id3(path: Path, tags: Tags, report: TagReport) -> None:
         report.copied.extend(f.FrameID for f in tags.id3.values())
     else:
         for name, value in tags.comments:
-            if name == "COMMENT":
-                id3.add(COMM(encoding=3, lang="XXX", desc="", text=[value]))
-            elif name in ID3_IDS:
-                frame_id = ID3_IDS[name]
-                old = id3.get(frame_id)
-                id3.add(ID3_FRAMES[frame_id](encoding=3, text=(list(old.text) if old else []) + [value]))
+            if name.upper() == "COMMENT":
+                _add_text(id3, COMM, "COMM::XXX", value, lang="XXX", desc="")
+            elif name.upper() in ID3_IDS:
+                frame_id = ID3_IDS[name.upper()]
+                _add_text(id3, ID3_FRAMES[frame_id], frame_id, value)
             else:
                 report.dropped.append(name)
                 continue
             report.copied.append(name)
         report.dropped.extend(cid.decode("latin-1") for cid, _ in tags.chunks)
-    key = "COMM:restore:XXX"
-    old = id3.get(key)
-    id3.add(COMM(encoding=3, lang="XXX", desc="restore", text=(list(old.text) if old else []) + [NOTE]))
+    _add_text(id3, COMM, "COMM:restore:XXX", NOTE, lang="XXX", desc="restore")
     id3.save(str(path), v2_version=4)
+
+
+def _add_text(id3: ID3, frame_type, key: str, value: str, **fields) -> None:
+    """Add ``value`` to the frame ``key`` (one more text of a repeated field), making the frame if needed."""
+    old = id3.get(key)
+    id3.add(frame_type(encoding=3, text=(list(old.text) if old else []) + [value], **fields))
 
 
 # ---------------------------------------------------------------- entry points
