@@ -143,6 +143,10 @@ def _mri(d: Digest, record: dict, metrics: dict) -> None:
     if sigma is not None:
         d.findings.append(f"noise sigma {number(sigma)}" + (f" ({pct:.2f}% of the 99th percentile)" if pct is not None
                                                             else ""))
+    params = _dict(record.get("params"))
+    task = record.get("task") or params.get("task")
+    if task:
+        d.actions.append(f"task {task}")
     for v, vol in enumerate(volumes):
         prefix = f"volume {v}: " if len(volumes) > 1 else ""
         _mri_slices(d, _dict(vol.get("slices")), prefix)
@@ -152,10 +156,6 @@ def _mri(d: Digest, record: dict, metrics: dict) -> None:
             d.warnings.append(f"{prefix}structure left in the residual {rs:.3f} > {RESIDUAL_STRUCTURE_WARN}: "
                               "anatomy may have been removed (over-smoothing)")
 
-    params = _dict(record.get("params"))
-    task = record.get("task") or params.get("task")
-    if task:
-        d.actions.append(f"task {task}")
     t_star, steps = _num(m.get("t_star")), _num(m.get("steps_run"))
     if steps:
         d.actions.append(f"denoised from t* = {t_star:g} with {steps:g} reverse step{'s' if steps != 1 else ''}"

@@ -117,10 +117,10 @@ def mosaic(tiles: list[list[np.ndarray]], title: str, row_labels: list[str], col
     heights = [max(t.shape[0] for t in row) for row in tiles]
     widths = [max(row[j].shape[1] for row in tiles) for j in range(len(tiles[0]))]
     left, top = 80, 2 * LABEL_PX + GAP_PX
-    canvas = Image.new("RGB", (left + sum(widths) + GAP_PX * len(widths), top + sum(heights) + GAP_PX * len(heights)),
-                       "white")
-    draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=FONT_PX)  # Pillow's bundled font: no system fonts needed
+    width = max(left + sum(widths) + GAP_PX * len(widths), int(font.getlength(title)) + 2 * GAP_PX)
+    canvas = Image.new("RGB", (width, top + sum(heights) + GAP_PX * len(heights)), "white")
+    draw = ImageDraw.Draw(canvas)
     draw.text((GAP_PX, 1), title, fill="black", font=font)
     y = top
     for i, row in enumerate(tiles):
@@ -164,9 +164,13 @@ def make_picture(result: FileResult, picture_dir: Path) -> Path | None:
         samples_out, sr_out = sf.read(result.output, dtype="float32", always_2d=True)
         seconds = len(samples_in) / sr_in
         before, after = audio_tiles(samples_in, samples_out, sr_in, sr_out)
-        strip = region_strip(marked_spans(result.record), seconds, before[0].shape[1])
-        image = mosaic([before, [strip], after],
-                       f"{title}: spectrogram, 0-{seconds:.1f} s, 0-{sr_in / 2000:g} kHz, 80 dB range; "
-                       "marked: gaps blue, clipped orange, clicks green", ["before", "marked", "after"], [])
+        spans = marked_spans(result.record)
+        heading = f"{title}: spectrogram, 0-{seconds:.1f} s, 0-{sr_in / 2000:g} kHz, 80 dB range"
+        if spans:
+            image = mosaic([before, [region_strip(spans, seconds, before[0].shape[1])], after],
+                           heading + "; marked: gaps blue, clipped orange, clicks green",
+                           ["before", "marked", "after"], [])
+        else:
+            image = mosaic([before, after], heading, ["before", "after"], [])
     atomic_write(target, lambda tmp: image.save(tmp, format="PNG"))
     return target
