@@ -143,8 +143,7 @@ def _mri(d: Digest, record: dict, metrics: dict) -> None:
     if sigma is not None:
         d.findings.append(f"noise sigma {number(sigma)}" + (f" ({pct:.2f}% of the 99th percentile)" if pct is not None
                                                             else ""))
-    params = _dict(record.get("params"))
-    task = record.get("task") or params.get("task")
+    task = record.get("task") or _dict(record.get("params")).get("task")
     if task:
         d.actions.append(f"task {task}")
     for v, vol in enumerate(volumes):
@@ -155,7 +154,24 @@ def _mri(d: Digest, record: dict, metrics: dict) -> None:
         if rs is not None and rs > RESIDUAL_STRUCTURE_WARN:
             d.warnings.append(f"{prefix}structure left in the residual {rs:.3f} > {RESIDUAL_STRUCTURE_WARN}: "
                               "anatomy may have been removed (over-smoothing)")
+    _mri_actions(d, record, m)
 
+    sig = _pair(d, "noise sigma", m.get("sigma_before"), m.get("sigma_after"))
+    snr = _pair(d, "SNR", m.get("snr_before"), m.get("snr_after"))
+    _pair(d, "residual structure", None, m.get("residual_structure"))
+    bits = [f"{task}"] if task else []
+    filled = len(_list(_dict(m.get("slices")).get("filled")))
+    if filled:
+        bits.append(f"{filled} slice{'s' if filled != 1 else ''} filled")
+    bits += [f"{x.label} {number(x.before)} → {number(x.after)}" for x in (sig, snr) if x and x.before is not None]
+    reference = _dict(m.get("reference"))
+    bits += _reference(d, reference, [("psnr_head", "PSNR (head)", " dB"), ("ssim_head", "SSIM (head)", "")])
+    _pair(d, "PSNR of the filled slices", None, reference.get("psnr_filled_slices"), " dB")
+    d.summary = "; ".join(bits)
+
+
+def _mri_actions(d: Digest, record: dict, m: dict) -> None:
+    params = _dict(record.get("params"))
     t_star, steps = _num(m.get("t_star")), _num(m.get("steps_run"))
     if steps:
         d.actions.append(f"denoised from t* = {t_star:g} with {steps:g} reverse step{'s' if steps != 1 else ''}"
@@ -170,19 +186,6 @@ def _mri(d: Digest, record: dict, metrics: dict) -> None:
     version = _dict(record.get("model")).get("version")
     if version:
         d.actions.append(f"model {version}")
-
-    sig = _pair(d, "noise sigma", m.get("sigma_before"), m.get("sigma_after"))
-    snr = _pair(d, "SNR", m.get("snr_before"), m.get("snr_after"))
-    _pair(d, "residual structure", None, m.get("residual_structure"))
-    bits = [f"{task}"] if task else []
-    bits += [f"{x.label} {number(x.before)} → {number(x.after)}" for x in (sig, snr) if x and x.before is not None]
-    reference = _dict(m.get("reference"))
-    bits += _reference(d, reference, [("psnr_head", "PSNR (head)", " dB"), ("ssim_head", "SSIM (head)", "")])
-    _pair(d, "PSNR of the filled slices", None, reference.get("psnr_filled_slices"), " dB")
-    filled = len(_list(_dict(m.get("slices")).get("filled")))
-    if filled:
-        bits.insert(1, f"{filled} slice{'s' if filled != 1 else ''} filled")
-    d.summary = "; ".join(bits)
 
 
 def _mri_slices(d: Digest, slices: dict, prefix: str) -> None:
@@ -226,7 +229,24 @@ def _ranges(values: list) -> str:
 
 
 def _audio(d: Digest, record: dict, metrics: dict) -> None:
-    params, regions, probe = _dict(record.get("params")), _dict(record.get("regions")), _dict(metrics.get("auto_probe"))
+    _audio_found(d, record, metrics)
+    _audio_warnings(d, record, metrics)
+    _audio_actions(d, record, metrics)
+    params = _dict(record.get("params"))
+    task, n_regions = params.get("task"), _num(metrics.get("filled_regions"))
+    est = _pair(d, "estimated SNR", metrics.get("estimated_snr_db_before"), metrics.get("estimated_snr_db_after"), " dB")
+    bits = [f"{task}"] if task else []
+    if n_regions:
+        bits.append(f"{n_regions:g} region{'s' if n_regions != 1 else ''} filled")
+    if est is not None and est.before is not None:
+        bits.append(f"estimated SNR {number(est.before)} → {number(est.after)} dB")
+    bits += _reference(d, _dict(metrics.get("reference")), [
+        ("si_sdr_db", "SI-SDR", " dB"), ("pesq_wb", "PESQ-WB", ""), ("estoi", "ESTOI", ""), ("lsd_db", "LSD", " dB")])
+    d.summary = "; ".join(bits)
+
+
+def _audio_found(d: Digest, record: dict, metrics: dict) -> None:
+    regions, probe = _dict(record.get("regions")), _dict(metrics.get("auto_probe"))
     snr, probed = _num(metrics.get("estimated_snr_db_before")), _num(probe.get("estimated_snr_db"))
     if snr is not None or probed is not None:
         d.findings.append(f"estimated SNR {snr:.1f} dB" if snr is not None else
@@ -237,6 +257,10 @@ def _audio(d: Digest, record: dict, metrics: dict) -> None:
     if found:
         d.findings.append("found " + ", ".join(found))
     _audio_findings(d, _dict(record.get("findings")))
+
+
+def _audio_warnings(d: Digest, record: dict, metrics: dict) -> None:
+    params, regions, probe = _dict(record.get("params")), _dict(record.get("regions")), _dict(metrics.get("auto_probe"))
     d.warnings.extend(f"note: {n}" for n in _list(metrics.get("notes")) if isinstance(n, str))
     low = _num(regions.get("low_confidence"))
     if low:
@@ -257,6 +281,9 @@ def _audio(d: Digest, record: dict, metrics: dict) -> None:
     tags = _dict(record.get("tags"))
     d.warnings.extend(f"tags: {p}" for p in _list(tags.get("problems")) if isinstance(p, str))
 
+
+def _audio_actions(d: Digest, record: dict, metrics: dict) -> None:
+    params, regions, tags = _dict(record.get("params")), _dict(record.get("regions")), _dict(record.get("tags"))
     task = params.get("task")
     if task:
         d.actions.append(f"task {task}")
@@ -275,16 +302,6 @@ def _audio(d: Digest, record: dict, metrics: dict) -> None:
     if _list(tags.get("copied")):
         d.actions.append(f"{len(tags['copied'])} tag(s) copied" + (f"; dropped: {', '.join(map(str, tags['dropped']))}"
                                                                   if _list(tags.get("dropped")) else ""))
-
-    est = _pair(d, "estimated SNR", metrics.get("estimated_snr_db_before"), metrics.get("estimated_snr_db_after"), " dB")
-    bits = [f"{task}"] if task else []
-    if n_regions:
-        bits.append(f"{n_regions:g} region{'s' if n_regions != 1 else ''} filled")
-    if est is not None and est.before is not None:
-        bits.append(f"estimated SNR {number(est.before)} → {number(est.after)} dB")
-    bits += _reference(d, _dict(metrics.get("reference")), [
-        ("si_sdr_db", "SI-SDR", " dB"), ("pesq_wb", "PESQ-WB", ""), ("estoi", "ESTOI", ""), ("lsd_db", "LSD", " dB")])
-    d.summary = "; ".join(bits)
 
 
 def _audio_findings(d: Digest, findings: dict) -> None:
