@@ -1,23 +1,26 @@
-"""Batch reports without Prefect: summary CSV/JSON, before/after pictures and a static HTML page.
+"""Batch reports without Prefect: summary CSV/JSON and one static HTML page people read.
 
-Pictures: MRI gets the middle axial, coronal and sagittal slices of input, output and their
-difference (one 3x3 figure); audio gets spectrograms before and after. The HTML page lists
-failures first, then a table of every file with its status, metrics, time and picture.
+The page (``report.html``, no JavaScript, pictures written beside it by
+:mod:`restore.report_pictures`): counts; failed files with their one-line reason; every warning of
+every file; then one group per kind (MRI, audio) with a summary line per file and a section per
+file: warnings, findings, actions, the metrics chosen for its kind (before -> after, green when
+better, red when worse) and its picture. Files with warnings come first within a group. What each
+section says is read from the sidecar by :mod:`restore.report_content`.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import html
 import json
 import math
 from pathlib import Path
 
-import numpy as np
-
-from restore.batch import FileResult, split_suffix
+from restore import __version__
+from restore.batch import FileResult
 from restore.outputs import atomic_write
+from restore.report_content import Digest, digest, number
+from restore.report_pictures import make_picture, picture_path  # noqa: F401 - flows/ call them as report.*
 
 SUMMARY_CSV, SUMMARY_JSON, REPORT_HTML, PICTURES = "batch_summary.csv", "batch_summary.json", "report.html", "report"
 
@@ -44,37 +47,6 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float | int | str
 def metric_names(results: list[FileResult]) -> list[str]:
     """Sorted union of flattened scalar metric names over all results."""
     return sorted({k for r in results for k in flat_metrics(r.metrics)})
-
-
-def _number(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "" if value is None else str(value)
-
-
-LOWER_IS_BETTER = ("sigma", "nrmse", "rmse", "mse", "lsd", "residual", "error")
-
-
-def before_after_pairs(names: list[str]) -> list[tuple[str, str, str]]:
-    """(label, before, after) for ``X_before``/``X_after`` and ``*.input.X``/``*.output.X`` metric names."""
-    pairs = []
-    for name in names:
-        if name.endswith("_before") and name[: -len("_before")] + "_after" in names:
-            pairs.append((name[: -len("_before")], name, name[: -len("_before")] + "_after"))
-        elif ".input." in name and name.replace(".input.", ".output.", 1) in names:
-            pairs.append((name.replace(".input.", ".", 1), name, name.replace(".input.", ".output.", 1)))
-    return pairs
-
-
-def improved(label: str, before: float, after: float) -> bool | None:
-    """True when ``after`` is better than ``before`` (lower for noise/error names, else higher);
-    None when either is not a finite number or they differ by less than 0.1%."""
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (before, after)):
-        return None
-    if abs(after - before) <= 1e-3 * max(abs(before), abs(after)):  # unchanged at the 4 digits shown
-        return None
-    lower = any(word in label.lower() for word in LOWER_IS_BETTER)
-    return (after < before) if lower else (after > before)
 
 
 def _rows_metrics(r: FileResult, names: list[str]) -> dict:
@@ -139,199 +111,111 @@ def markdown_summary(results: list[FileResult], report: Path | None = None) -> s
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- pictures
-# Drawn as arrays and written with Pillow, not matplotlib figures: a figure cost 1.4 s per file under
-# load, more than restoring a small file, and it holds the GIL, so pictures serialised a threaded batch.
-
-TILE_PX = 200  # longest side of one MRI slice or the width of a spectrogram, in pixels
-GAP_PX = 4
-LABEL_PX = 16  # height of a text line
-
-
-@functools.lru_cache(maxsize=8)
-def _lut(cmap: str) -> np.ndarray:
-    from matplotlib import colormaps  # colour tables only; no pyplot, no figure
-
-    lut = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
-    lut.setflags(write=False)  # shared by every picture (cached)
-    return lut
-
-
-def _colour(image: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
-    """(H, W) values -> (H, W, 3) uint8 through ``cmap`` over [lo, hi]."""
-    scaled = (np.nan_to_num(image, nan=lo) - lo) / ((hi - lo) or 1.0)
-    return _lut(cmap)[np.clip(scaled * 255.0, 0, 255).astype(np.uint8)]
-
-
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of the first two axes."""
-    rows = np.minimum((np.arange(height) + 0.5) * image.shape[0] / height, image.shape[0] - 1).astype(int)
-    cols = np.minimum((np.arange(width) + 0.5) * image.shape[1] / width, image.shape[1] - 1).astype(int)
-    return image[rows][:, cols]
-
-
-def _middle_slices(volume: np.ndarray) -> list[np.ndarray]:
-    """Middle sagittal, coronal and axial slices of a (X, Y, Z[, ...]) volume (first volume if 4D),
-    rotated so that superior / anterior is up."""
-    v = volume.reshape(volume.shape[:3] + (-1,))[..., 0] if volume.ndim > 3 else volume
-    x, y, z = (s // 2 for s in v.shape[:3])
-    return [np.rot90(v[x, :, :]), np.rot90(v[:, y, :]), np.rot90(v[:, :, z])]
-
-
-def mri_tiles(data_in: np.ndarray, data_out: np.ndarray,
-              voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[list[np.ndarray]]:
-    """3x3 RGB tiles: rows input, output, difference (output - input, blue-white-red); columns the
-    sagittal, coronal and axial middle slices, scaled to the voxel size's aspect ratio."""
-    lo, hi = (float(v) for v in np.percentile(data_in, [1, 99.5]))
-    diff = data_out - data_in
-    span = float(np.percentile(np.abs(diff), 99.5)) or 1.0
-    zx, zy, zz = voxel_mm
-    spacing = ((zz, zy), (zz, zx), (zy, zx))  # (row, column) mm of the rotated sagittal, coronal, axial slices
-    tiles = []
-    for volume, cmap, vmin, vmax in ((data_in, "gray", lo, hi), (data_out, "gray", lo, hi),
-                                     (diff, "RdBu_r", -span, span)):
-        row = []
-        for sl, (dr, dc) in zip(_middle_slices(volume), spacing):
-            height_mm, width_mm = sl.shape[0] * dr, sl.shape[1] * dc
-            scale = TILE_PX / max(height_mm, width_mm)
-            row.append(_resize(_colour(sl, cmap, vmin, vmax), max(1, round(height_mm * scale)),
-                               max(1, round(width_mm * scale))))
-        tiles.append(row)
-    return tiles
-
-
-def _spectrogram_db(samples: np.ndarray, sr: int) -> np.ndarray:
-    """(frequency, frame) magnitude in dB of the channel mean, low frequencies in row 0."""
-    from scipy.signal import stft
-
-    mono = samples.mean(axis=1) if samples.ndim > 1 else samples
-    _, _, z = stft(mono, fs=sr, nperseg=512 if sr >= 16000 else 256)
-    return 20 * np.log10(np.abs(z) + 1e-8)
-
-
-def audio_tiles(samples_in: np.ndarray, samples_out: np.ndarray, sr_in: int, sr_out: int) -> list[list[np.ndarray]]:
-    """Spectrograms before and after (one row each), low frequencies at the bottom, on one 80 dB
-    magma scale; each 3 * TILE_PX wide and 0-Nyquist of its own rate high."""
-    specs = [_spectrogram_db(samples_in, sr_in), _spectrogram_db(samples_out, sr_out)]
-    vmax = max(float(s.max()) for s in specs)
-    return [[_resize(_colour(s[::-1], "magma", vmax - 80.0, vmax), TILE_PX, 3 * TILE_PX)] for s in specs]
-
-
-def mosaic(tiles: list[list[np.ndarray]], title: str, row_labels: list[str], column_labels: list[str]):
-    """One Pillow image: title, column labels, then the tiles on a grid with row labels on the left."""
-    from PIL import Image, ImageDraw
-
-    heights = [max(t.shape[0] for t in row) for row in tiles]
-    widths = [max(row[j].shape[1] for row in tiles) for j in range(len(tiles[0]))]
-    left, top = 80, 2 * LABEL_PX + GAP_PX
-    canvas = Image.new("RGB", (left + sum(widths) + GAP_PX * len(widths), top + sum(heights) + GAP_PX * len(heights)),
-                       "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((GAP_PX, 1), title, fill="black")
-    y = top
-    for i, row in enumerate(tiles):
-        x = left
-        draw.text((GAP_PX, y + heights[i] // 2 - LABEL_PX // 2), row_labels[i], fill="black")
-        for j, tile in enumerate(row):
-            if i == 0 and column_labels:
-                draw.text((x, LABEL_PX + 1), column_labels[j], fill="black")
-            canvas.paste(Image.fromarray(np.ascontiguousarray(tile)), (x + (widths[j] - tile.shape[1]) // 2,
-                                                                         y + (heights[i] - tile.shape[0]) // 2))
-            x += widths[j] + GAP_PX
-        y += heights[i] + GAP_PX
-    return canvas
-
-
-def picture_path(result: FileResult, picture_dir: Path) -> Path:
-    stem, _ = split_suffix(Path(result.output))
-    return Path(picture_dir) / f"{stem}.png"
-
-
-def make_picture(result: FileResult, picture_dir: Path) -> Path | None:
-    """Write the before/after picture for a done or skipped file; reuse one newer than the output."""
-    if result.status == "failed" or not Path(result.output).is_file():
-        return None
-    target = picture_path(result, picture_dir)
-    if target.is_file() and target.stat().st_mtime >= Path(result.output).stat().st_mtime:
-        return target
-    title = Path(result.input).name
-    if result.kind == "mri":
-        import nibabel as nib
-
-        image_in = nib.load(result.input)
-        zooms = tuple(float(z) for z in image_in.header.get_zooms()[:3])
-        tiles = mri_tiles(np.asarray(image_in.dataobj, dtype=np.float32),
-                          np.asarray(nib.load(result.output).dataobj, dtype=np.float32), zooms)
-        image = mosaic(tiles, title, ["input", "output", "difference"], ["sagittal", "coronal", "axial"])
-    else:
-        import soundfile as sf
-
-        samples_in, sr_in = sf.read(result.input, dtype="float32", always_2d=True)
-        samples_out, sr_out = sf.read(result.output, dtype="float32", always_2d=True)
-        seconds = len(samples_in) / sr_in
-        tiles = audio_tiles(samples_in, samples_out, sr_in, sr_out)
-        image = mosaic(tiles, f"{title}: spectrogram, 0-{seconds:.1f} s, 0-{sr_in / 2000:g} kHz, 80 dB range",
-                       ["before", "after"], [])
-    atomic_write(target, lambda tmp: image.save(tmp, format="PNG"))
-    return target
-
-
 # ---------------------------------------------------------------- HTML
 
+KIND_TITLES = {"mri": "MRI", "audio": "Audio"}
+
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
-th{background:#f3f3f3}.done{color:#176b2c;font-weight:bold}.skipped{color:#555}
-.failed{color:#b00020;font-weight:bold}.better{color:#176b2c}.worse{color:#b00020}.failures{border:2px solid #b00020;background:#fff0f0;padding:.5em 1em}
-img{max-width:640px;display:block;margin:.5em 0}figure{margin:1.5em 0}
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:62em;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.5em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}.box h2{margin-top:.3em}
+h3{margin:0 0 .3em}h4{margin:.8em 0 .2em;font-size:1em;color:#444}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
+vertical-align:top}th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}
+ul{margin:.2em 0;padding-left:1.4em}.done{color:#176b2c;font-weight:bold}.skipped{color:#555;font-weight:bold}
+.failed{color:#b00020;font-weight:bold}.better{color:#176b2c}.worse{color:#b00020;font-weight:bold}
+.box{padding:.4em 1em;margin:1em 0;border-radius:4px}.failures{border:2px solid #b00020;background:#fff0f0}
+.warnings{border:2px solid #b8860b;background:#fff8e1}.file{border:1px solid #ddd;border-radius:4px;
+padding:.6em 1em;margin:1em 0}.file .warnings{margin:.4em 0}.cols{display:flex;flex-wrap:wrap;gap:0 2em}
+.cols>div{flex:1 1 20em}img{max-width:100%;display:block;margin:.5em 0}.muted{color:#666}
 """
 
 
+def ordered(results: list[FileResult]) -> list[tuple[FileResult, Digest]]:
+    """(result, digest) pairs: failed first, then files with warnings, then the rest (each in input order)."""
+    pairs = [(r, digest(r)) for r in results]
+    return sorted(pairs, key=lambda p: 0 if p[1].status == "failed" else (1 if p[1].warnings else 2))
+
+
 def render_html(results: list[FileResult], outdir: Path, pictures: dict[str, Path | None]) -> Path:
-    """``report.html`` in ``outdir``: counts, failures, metrics table, then one picture per file.
-    ``pictures`` maps an input path to its picture (or None)."""
-    outdir = Path(outdir)
-    c, names, esc = counts(results), metric_names(results), html.escape
-    parts = [f"<!doctype html><meta charset='utf-8'><title>Restore batch report</title><style>{_STYLE}</style>",
+    """``report.html`` in ``outdir`` (see the module docstring). ``pictures`` maps an input path to
+    its picture (or None)."""
+    outdir, esc = Path(outdir), html.escape
+    c = counts(results)
+    pairs = ordered(results)
+    anchors = {id(r): f"file-{i}" for i, r in enumerate(results)}
+    parts = [(f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Restore batch report</title>"
+             f"<style>{_STYLE}</style><body>"),
              (f"<h1>Restore batch: {c['done']} done, {c['skipped']} skipped, "
-              f"<span class='{'failed' if c['failed'] else ''}'>{c['failed']} failed</span> of {c['total']}</h1>")]
-    failed = [r for r in results if r.status == "failed"]
+              f"<span class='{'failed' if c['failed'] else ''}'>{c['failed']} failed</span> of {c['total']}</h1>"
+              f"<p class='muted'>restore {esc(__version__)}. Green: better after restoration; red: worse. "
+              "Each file's name links to its section; its section links to the restored file.</p>")]
+    failed = [(r, d) for r, d in pairs if d.status == "failed"]
     if failed:
-        parts.append("<div class='failures'><h2>Failed</h2><ul>" + "".join(
-            f"<li><b>{esc(Path(r.input).name)}</b>: {esc(r.error or '')}</li>" for r in failed) + "</ul></div>")
-    pairs = before_after_pairs(names)
-    paired = {n for _, b, a in pairs for n in (b, a)}
-    others = [m for m in names if m not in paired]
-    header = "".join(f"<th>{h}</th>" for h in ["file", "kind", "status", "seconds",
-                     *[f"{esc(p[0])}: before &rarr; after" for p in pairs], *[esc(m) for m in others]])
-    rows = []
-    for r in results:
-        flat = flat_metrics(r.metrics)
-        cells = [esc(Path(r.input).name) if r.status == "failed" else
-                 f"<a href='{esc(_relative(r.output, outdir))}'>{esc(Path(r.input).name)}</a>",
-                 r.kind, f"<span class='{r.status}'>{r.status}</span>", f"{r.seconds:.2f}"]
-        for label, b, a in pairs:
-            if b in flat and a in flat:
-                verdict = improved(label, flat[b], flat[a])
-                css = "" if verdict is None else ("better" if verdict else "worse")
-                cells.append(f"<span class='{css}'>{_number(flat[b])} &rarr; {_number(flat[a])}</span>")
-            else:
-                cells.append("")
-        cells += [esc(_number(flat.get(m))) for m in others]
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    parts.append("<h2>Files</h2><p>Green: better after restoration; red: worse. Click a name for the restored "
-                 f"file.</p><table><tr>{header}</tr>{''.join(rows)}</table>")
-    for r in results:
-        picture = pictures.get(r.input)
-        if picture:
-            flat = flat_metrics(r.metrics)
-            caption = "; ".join(f"{esc(label)} {_number(flat[b])} &rarr; {_number(flat[a])}"
-                                for label, b, a in pairs if b in flat and a in flat)
-            parts.append(f"<figure><img src='{esc(_relative(picture, outdir))}' alt='{esc(Path(r.input).name)}'>"
-                         f"<figcaption><b>{esc(Path(r.input).name)}</b> {caption}</figcaption></figure>")
-    text = "\n".join(parts) + "\n"
+        parts.append("<div class='box failures'><h2>Failed</h2><ul>" + "".join(
+            f"<li><b>{esc(d.name)}</b> ({esc(KIND_TITLES.get(d.kind, d.kind))}): {esc(d.error or '')}</li>"
+            for _, d in failed) + "</ul></div>")
+    warned = [(r, d) for r, d in pairs if d.warnings]
+    if warned:
+        parts.append("<div class='box warnings'><h2>Warnings</h2><ul>" + "".join(
+            f"<li><a href='#{anchors[id(r)]}'>{esc(d.name)}</a>: {esc(w)}</li>" for r, d in warned for w in d.warnings)
+            + "</ul></div>")
+    for kind in [*KIND_TITLES, *sorted({r.kind for r in results} - set(KIND_TITLES))]:
+        group = [(r, d) for r, d in pairs if r.kind == kind]
+        if group:
+            parts.append(_group_html(kind, group, outdir, pictures, anchors))
+    text = "\n".join(parts) + "\n</body></html>\n"
     atomic_write(outdir / REPORT_HTML, lambda tmp: tmp.write_text(text))
     return outdir / REPORT_HTML
+
+
+def _group_html(kind: str, group: list[tuple[FileResult, Digest]], outdir: Path, pictures: dict,
+                anchors: dict) -> str:
+    """One kind's summary table (a line per file) and a section per file that was not failed."""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{_name_link(d, anchors[id(r)])}</td><td class='{d.status}'>{d.status}</td>"
+        f"<td>{esc(d.summary)}</td><td class='n'>{len(d.warnings) or ''}</td><td class='n'>{d.seconds:.1f}</td></tr>"
+        for r, d in group)
+    parts = [f"<h2>{esc(KIND_TITLES.get(kind, kind))}: {len(group)} file{'s' if len(group) != 1 else ''}</h2>",
+             ("<table class='summary'><tr><th>file</th><th>status</th><th>summary</th><th>warnings</th>"
+             f"<th>seconds</th></tr>{rows}</table>")]
+    parts += [_file_html(r, d, outdir, pictures.get(r.input), anchors[id(r)]) for r, d in group if d.status != "failed"]
+    return "\n".join(parts)
+
+
+def _name_link(d: Digest, anchor: str) -> str:
+    """A file's name, linked to its section (a failed file has none: its reason is in its line)."""
+    return html.escape(d.name) if d.status == "failed" else f"<a href='#{anchor}'>{html.escape(d.name)}</a>"
+
+
+def _items(title: str, lines: list[str]) -> str:
+    return f"<div><h4>{title}</h4><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul></div>"
+
+
+def _file_html(r: FileResult, d: Digest, outdir: Path, picture: Path | None, anchor: str) -> str:
+    esc = html.escape
+    head = f"<h3>{esc(d.name)} <span class='{d.status}'>{d.status}</span></h3>"
+    parts = [(f"<section class='file' id='{anchor}'>{head}<p class='muted'>"
+             f"<a href='{esc(_relative(r.output, outdir))}'>{esc(Path(r.output).name)}</a> "
+             f"&middot; {d.seconds:.1f} s</p>")]
+    if d.warnings:
+        parts.append("<div class='box warnings'>" + _items("Warnings", d.warnings) + "</div>")
+    columns = [_items(t, lines) for t, lines in (("Findings", d.findings), ("Actions", d.actions)) if lines]
+    if columns:
+        parts.append("<div class='cols'>" + "".join(columns) + "</div>")
+    if d.metrics:
+        rows = []
+        for m in d.metrics:
+            css = {True: "better", False: "worse", None: ""}[m.better]
+            before = "" if m.before is None else f"{number(m.before)}{m.unit}"
+            rows.append(f"<tr><td>{esc(m.label)}</td><td class='n'>{esc(before)}</td>"
+                        f"<td class='n {css}'>{esc(number(m.after))}{esc(m.unit)}</td></tr>")
+        parts.append("<h4>Metrics</h4><table class='metrics'><tr><th>metric</th><th>input</th><th>output</th></tr>"
+                     + "".join(rows) + "</table>")
+    if picture:
+        parts.append(f"<figure><img src='{esc(_relative(picture, outdir))}' alt='before and after: {esc(d.name)}'>"
+                     "</figure>")
+    return "".join(parts) + "</section>"
 
 
 def _relative(path: str | Path, outdir: Path) -> str:

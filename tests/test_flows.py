@@ -87,7 +87,7 @@ def test_mixed_folder_done_corrupt_reported_rerun_skips(prefect_api, mixed, tmp_
     assert not (out / "corrupt_restored.nii.gz").exists()
     assert files["t1_noisy.nii.gz"]["reference"] == str(mixed / "t1_clean.nii.gz")
     page = (out / "report.html").read_text()
-    assert "class='failures'" in page and "corrupt.nii.gz" in page
+    assert "<h2>Failed</h2>" in page and "<b>corrupt.nii.gz</b>" in page
     assert (out / "batch_summary.csv").read_text().count("\n") == 5
 
     from prefect.client.orchestration import get_client

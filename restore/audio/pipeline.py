@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from restore.api import sha256_of
-from restore.audio import gaps, io, repair
+from restore.audio import gaps, io, repair, tags
 from restore.audio.bands import MODEL_SR, restore_block
 from restore.audio.denoise import DEFAULT_WEIGHTS, MODEL_NAME, AudioModel, load_audio_model
 from restore.audio.estimate import SMOOTH_FLOOR_DB, estimate_degradation, noise_floor_roughness_db
@@ -167,6 +167,7 @@ def restore_audio(
     check_output_path(input_path, output_path, overwrite=overwrite)
     info = io.load_info(input_path)
     fmt = io.output_format(info, output_path)
+    source_tags = tags.read_tags(input_path, info.format)
     if reference is not None:
         _check_reference(Path(reference), info)
     found = repair.scan(info)
@@ -199,6 +200,7 @@ def restore_audio(
     snr_before: list[tuple[float, int]] = []
     snr_after: list[tuple[float, int]] = []
     clipped = 0
+    tag_report = tags.TagReport()
 
     def process(chunk, block: np.ndarray) -> np.ndarray:
         if not denoise:
@@ -218,7 +220,7 @@ def restore_audio(
         return out * gain if gain != 1.0 else out
 
     def write(tmp: Path) -> None:
-        nonlocal clipped
+        nonlocal clipped, tag_report
         bar = tqdm(total=len(chunks), unit="chunk", desc=f"restore {input_path.name}",
                    disable=not progress or not denoise)
         with io.AudioWriter(tmp, info.sr, info.channels, fmt) as writer:
@@ -227,6 +229,7 @@ def restore_audio(
                 bar.update(1)
             clipped = writer.clipped
         bar.close()
+        tag_report = tags.write_tags(tmp, fmt.format, source_tags)  # before the rename: still atomic
 
     if denoise:
         atomic_write(output_path, write)
@@ -252,6 +255,7 @@ def restore_audio(
         "input": {"path": str(input_path), "sha256": sha256_of(input_path), "sr": info.sr, "channels": info.channels,
                   "format": info.format, "subtype": info.subtype, "seconds": info.seconds},
         "output": str(output_path),
+        "tags": tag_report.record(),
         "model": {"name": MODEL_NAME, "version": denoise_version, "used": denoise},
         "inpaint_model": ({"name": INPAINT_NAME, "version": inpainter.version} if inpainter else
                           {"name": "lsar", "version": "janssen-ar"}) if regions else None,
