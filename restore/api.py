@@ -11,11 +11,13 @@ Bad input raises :class:`restore.errors.InputError` before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
 from restore.errors import InputError
+from restore.provenance import sha256_of
+
+__all__ = ["kind_of", "restore_file", "sha256_of"]  # sha256_of: restore.provenance, kept here for callers
 
 Kind = Literal["mri", "audio"]
 MRI_SUFFIXES = (".nii", ".nii.gz")
@@ -32,14 +34,6 @@ def kind_of(path: Path) -> Kind:
     raise InputError(
         f"unsupported file type: {Path(path).name} (expected {', '.join(MRI_SUFFIXES + AUDIO_SUFFIXES)})"
     )
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def restore_file(input_path: Path | str, output_path: Path | str, **options) -> dict:

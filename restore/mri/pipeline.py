@@ -25,6 +25,7 @@ from restore.mri.noise import estimate_rician_sigma
 from restore.mri.quality import foreground_mask, reference_metrics, residual_structure, snr
 from restore.mri.refine import PILOT_SHIFT, nonlocal_refine
 from restore.outputs import check_output_path, sidecar_path, write_sidecar
+from restore.provenance import sha256_of
 from restore.weights import LoadedModel, load_model
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -190,8 +191,6 @@ def restore_nifti(
         save_nifti(companion_path(output_path, "filled-mask"), filled_mask.astype(np.float32), volume,
                    dtype="uint8")
         written.append(str(companion_path(output_path, "filled-mask")))
-    from restore.api import sha256_of
-
     record = {
         "kind": "mri",
         "task": {"denoise": "denoise", "fill": "fill", "auto": "fill+denoise" if filled_mask.any() else "denoise"}[task],
