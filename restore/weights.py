@@ -1,13 +1,15 @@
 """Weights as safetensors plus a JSON model card; loading never unpickles.
 
 ``name.safetensors`` holds the tensors, ``name.json`` the card: ``config`` (a :class:`UNetConfig`),
-``version``, ``training`` (data, steps, wall time) and ``metrics``.
+``version``, ``training`` (data, steps, wall time) and ``metrics``. The shipped models are package
+data in ``restore/models/``, found through :func:`shipped_weights` (so an installed wheel has them).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -25,6 +27,16 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return str(self.card.get("version", "unknown"))
+
+
+SHIPPED = ("mri_denoise", "mri_fill", "audio_denoise", "audio_inpaint")
+
+
+def shipped_weights(name: str) -> Path:
+    """The path of a shipped model's safetensors inside the installed package (``restore/models/``)."""
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped model {name!r} (shipped: {', '.join(SHIPPED)})")
+    return Path(str(resources.files("restore").joinpath("models", f"{name}.safetensors")))
 
 
 def card_path(weights: Path) -> Path:

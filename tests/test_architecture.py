@@ -1,8 +1,11 @@
-"""Layout rules of the package: no import cycles in ``restore/``."""
+"""Layout rules of the package: no import cycles in ``restore/``; the library imports neither Prefect
+(an extra) nor MONAI (a test dependency); without the extra, `restore batch` says how to install it."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +92,25 @@ def test_restore_has_no_import_cycles():
     assert "restore.api" in graph and graph["restore.mri.pipeline"], "the graph missed modules or imports"
     assert cycles(graph) == []
 
+
+def test_library_imports_neither_prefect_nor_monai():
+    """The API, both pipelines, the CLI and every shipped model load without Prefect (an extra) or MONAI."""
+    code = ("import sys; import restore.api, restore.batch; from restore.cli import build_parser, main; "
+            "from restore.audio.pipeline import restore_audio; from restore.mri.pipeline import restore_nifti; "
+            "from restore.weights import load_model, shipped_weights; build_parser(); "
+            "[load_model(shipped_weights(n)) for n in ('mri_denoise', 'mri_fill', 'audio_denoise', 'audio_inpaint')]; "
+            "print(sorted(m for m in ('prefect', 'monai', 'dask', 'flows') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+
+def test_flow_commands_without_the_extra_say_how_to_install_it(monkeypatch, capsys):
+    from restore.cli import main
+
+    for name in [m for m in sys.modules if m == "flows" or m.startswith("flows.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "prefect", None)  # import prefect now fails as if not installed
+    assert main(["batch", "in", "-o", "out"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "restore[flows]" in err and "prefect" in err

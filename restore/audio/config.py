@@ -32,7 +32,7 @@ class TrainConfig(TrainingConfig):
 
     data_dir: str = "data/audio"
     run_dir: str = "runs/audio_denoise"
-    weights: str = "models/audio_denoise.safetensors"
+    weights: str = "restore/models/audio_denoise.safetensors"
     version: str = "0.1.0"
     crop_frames: int = 64  # STFT frames per training crop (hop 256 at 16 kHz: 64 frames ~ 1 s)
     wall_clock_minutes: float = 75.0  # total training time over all resumes; stops cleanly after it
@@ -80,7 +80,7 @@ class InpaintConfig(TrainingConfig):
 
     data_dir: str = "data/audio"
     run_dir: str = "runs/audio_inpaint"
-    weights: str = "models/audio_inpaint.safetensors"
+    weights: str = "restore/models/audio_inpaint.safetensors"
     version: str = "0.1.0"
     threads: int = 2
     crop_frames: int = 64

@@ -29,10 +29,10 @@ from restore.audio.estimate import Degradation, estimate_degradation
 from restore.device import autocast
 from restore.diffusion import Schedule, sample_ddim, start_from_observation
 from restore.nets.unet import UNetDenoiser
-from restore.weights import load_model
+from restore.weights import load_model, shipped_weights
 
 SHIFTS = 4  # frame-grid offsets averaged per row (cycle spinning); chosen on the validation crops
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "audio_denoise.safetensors"
+DEFAULT_WEIGHTS = shipped_weights("audio_denoise")
 MODEL_NAME = "audio_denoise"
 
 

@@ -35,9 +35,9 @@ from restore.audio import ar, gaps, spectral
 from restore.device import autocast
 from restore.diffusion import sample_ddim, start_from_observation
 from restore.nets.unet import UNetDenoiser
-from restore.weights import load_model
+from restore.weights import load_model, shipped_weights
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "audio_inpaint.safetensors"
+DEFAULT_WEIGHTS = shipped_weights("audio_inpaint")
 MODEL_NAME = "audio_inpaint"
 TAPER_SECONDS = 0.002
 # shrink_weight: the guess keeps its full level at a gap's edges and falls to the pseudo-gap gain
