@@ -25,11 +25,11 @@ import torch
 from restore.audio import spectral
 from restore.audio.config import TrainConfig, load_config
 from restore.audio.degrade import add_noise_at_snr, augment_noise, resample_linear, synthetic_noise
-from restore.audio.denoise import MODEL_NAME, AudioModel, denoise_samples
+from restore.audio.denoise import MODEL_NAME, AudioModel, DenoiseSettings, denoise_samples
 from restore.audio.estimate import estimate_degradation
 from restore.audio.metrics import pesq_wb, si_sdr
 from restore.diffusion import start_from_observation
-from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
+from restore.nets.unet import UNetDenoiser, count_parameters
 from restore.training import Example, start_run, train
 from restore.training.targets import edm_weight, on_ddim_path
 from restore.weights import save_model
@@ -155,7 +155,7 @@ def main(config_path: Path) -> Path:
     cfg = load_config(config_path)
     if not (Path(cfg.data_dir) / "manifest.json").is_file():
         raise FileNotFoundError(f"no prepared audio data in {cfg.data_dir}: run `restore data prepare --out data/` first")
-    run = start_run(cfg, model_config(cfg))
+    run = start_run(cfg, cfg.model)
     train_mix = Mixtures(Path(cfg.data_dir), "train", run.rng, cfg)
     val = validation_set(cfg)
     n_samples = (cfg.crop_frames - 1) * spectral.HOP
@@ -176,20 +176,18 @@ def main(config_path: Path) -> Path:
     return Path(cfg.weights)
 
 
-def model_config(cfg: TrainConfig) -> UNetConfig:
-    """The network config with the inference choices the pipeline needs in ``extra``."""
-    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "sigma_scale": cfg.sigma_scale,
-             "clean_snr_db": cfg.clean_snr_db, "shifts": cfg.shifts,
-             "bf16": cfg.bf16, "sr": SR,
-             "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA, "beta": spectral.BETA,
-             "cond": "noisy compressed complex STFT (real, imag)"}
-    return replace(cfg.model, extra=extra)
+def inference_settings(cfg: TrainConfig) -> DenoiseSettings:
+    """The card's ``inference`` block: the defaults the pipeline reads (:func:`restore.audio.denoise.load_audio_model`)."""
+    return DenoiseSettings(inference_steps=cfg.inference_steps, bf16=cfg.bf16, sigma_scale=cfg.sigma_scale,
+                           clean_snr_db=cfg.clean_snr_db, shifts=cfg.shifts)
 
 
 def _export(ema: UNetDenoiser, cfg: TrainConfig, state: dict) -> None:
     card = {
         "name": MODEL_NAME,
         "version": cfg.version,
+        "card": f"{MODEL_NAME}.md",
+        "inference": asdict(inference_settings(cfg)),
         "training": {
             "data": "restore data prepare: Asterisk en/es/fr G.722 prompts + fillets-ng cs/nl voices; "
                     "megaglest, lincity-ng, fillets-ng noises + synthetic coloured noise, hum, hiss; SNR "

@@ -28,7 +28,7 @@ from restore.audio.config import InpaintConfig
 from restore.audio.degrade import add_noise_at_snr
 from restore.audio.metrics import gap_lsd, gap_snr
 from restore.device import single_threaded_blas
-from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
+from restore.nets.unet import UNetDenoiser, count_parameters
 from restore.training import Example, start_run, train
 from restore.training.targets import edm_weight, on_ddim_path
 from restore.weights import save_model
@@ -186,25 +186,17 @@ def card_choices(cfg: InpaintConfig) -> dict[str, float]:
     return {name: getattr(cfg, name) for name in inpaint.CARD_CHOICES}
 
 
-def model_config(cfg: InpaintConfig) -> UNetConfig:
-    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, **card_choices(cfg),
-             "bf16": cfg.bf16, "sr": SR, "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA,
-             "beta": spectral.BETA,
-             "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
-             "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits "
-                                     f"(training: {inpaint.TRAIN_GAP_AR_ITERATIONS} fits, order from each step on "
-                                     f"{dict(cfg.gap_ar_orders)})",
-                             "clipping": f"constrained LSAR, order {inpaint.DECLIP_AR_ORDER}, "
-                                         f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits "
-                                         f"(training: order {inpaint.TRAIN_DECLIP_AR_ORDER}, "
-                                         f"{inpaint.TRAIN_DECLIP_PASSES} passes)"}}
-    return replace(cfg.model, extra=extra)
+def inference_settings(cfg: InpaintConfig) -> inpaint.InpaintSettings:
+    """The card's ``inference`` block: the defaults the pipeline reads (:func:`restore.audio.inpaint.load_inpaint_model`)."""
+    return inpaint.InpaintSettings(inference_steps=cfg.inference_steps, bf16=cfg.bf16, **card_choices(cfg))
 
 
 def _export(ema: UNetDenoiser, cfg: InpaintConfig, state: dict) -> None:
     card = {
         "name": inpaint.MODEL_NAME,
         "version": cfg.version,
+        "card": f"{inpaint.MODEL_NAME}.md",
+        "inference": asdict(inference_settings(cfg)),
         "training": {
             "data": "restore data prepare: Asterisk en/es/fr G.722 prompts + fillets-ng cs/nl voices; wesnoth-1.16 "
                     "and fillets-ng music minus VAL_MUSIC; noise under 30% of crops; gaps log-uniform "
@@ -232,7 +224,7 @@ def main(config_path: Path) -> Path:
 def _train(cfg: InpaintConfig) -> Path:
     if not (Path(cfg.data_dir) / "manifest.json").is_file():
         raise FileNotFoundError(f"no prepared audio data in {cfg.data_dir}: run `restore data prepare --out data/` first")
-    run = start_run(cfg, model_config(cfg))
+    run = start_run(cfg, cfg.model)
     examples_of = Examples(Path(cfg.data_dir), "train", run.rng, cfg)
     val = validation_set(cfg)
     baseline = validate(None, val)
