@@ -114,3 +114,12 @@ def test_flow_commands_without_the_extra_say_how_to_install_it(monkeypatch, caps
     assert main(["batch", "in", "-o", "out"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "restore[flows]" in err and "prefect" in err
+
+
+def test_readme_layout_lists_every_module():
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("Layout:"):]
+    layout = layout[: layout.index("```", layout.index("```") + 3)]
+    stems = {p.stem for p in (ROOT / "restore").rglob("*.py") if p.stem not in ("__init__", "__main__")}
+    packages = {p.parent.name for p in (ROOT / "restore").rglob("__init__.py")} - {"restore"}
+    assert sorted(name for name in stems | packages if name not in layout) == []
