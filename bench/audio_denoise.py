@@ -150,7 +150,7 @@ def calibrate(weights: Path, steps_grid=(1, 2), shifts_grid=(1, 4), scale_grid=(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "audio")
-    parser.add_argument("--weights", type=Path, default=ROOT / "models" / "audio_denoise.safetensors")
+    parser.add_argument("--weights", type=Path, default=ROOT / "restore" / "models" / "audio_denoise.safetensors")
     parser.add_argument("--per-snr", type=int, default=6, help="utterances per SNR (default 6)")
     parser.add_argument("--steps", type=int, nargs="+", default=[None])
     parser.add_argument("--shifts", type=int, nargs="+", default=None,

@@ -11,11 +11,13 @@ Bad input raises :class:`restore.errors.InputError` before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
 from restore.errors import InputError
+from restore.provenance import input_digest, sha256_of
+
+__all__ = ["input_digest", "kind_of", "restore_file", "sha256_of"]  # restore.provenance's, kept here for callers
 
 Kind = Literal["mri", "audio"]
 MRI_SUFFIXES = (".nii", ".nii.gz")
@@ -37,24 +39,6 @@ def kind_of(path: Path) -> Kind:
     raise InputError(
         f"unsupported file type: {Path(path).name} (expected {', '.join(MRI_SUFFIXES + AUDIO_SUFFIXES)} or DICOM)"
     )
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def input_digest(path: Path, series_uid: str | None = None) -> str:
-    """SHA-256 of a file, or of the files of a DICOM series (:func:`restore.mri.dicom.series_digest`)."""
-    path = Path(path)
-    if path.is_dir() or series_uid is not None:
-        from restore.mri.dicom import series_digest
-
-        return series_digest(path, series_uid)
-    return sha256_of(path)
 
 
 def restore_file(input_path: Path | str, output_path: Path | str, **options) -> dict:

@@ -15,7 +15,8 @@ from restore.errors import InputError
 
 # module -> it defines register(subparsers); each subcommand sets func(args) -> int
 SUBCOMMANDS = ["restore.mri.cli", "restore.audio.cli", "restore.training_cli"]
-# commands served by flows/ (Prefect): imported only when used, so restore/ never imports Prefect
+# commands served by flows/ (Prefect, the `flows` extra): imported only when used, so restore/ never imports Prefect
+FLOW_PACKAGES = ("flows", "prefect", "prefect_dask", "dask", "distributed", "fastapi", "sqlalchemy")
 FLOW_COMMANDS = {"batch": "run a folder, glob or CSV manifest as a Prefect batch",
                  "serve": "start a Prefect server and the scheduled inbox deployment"}
 
@@ -26,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     for name, help_text in FLOW_COMMANDS.items():
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -50,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if getattr(args, "flow_command", None):
-            flows_cli = importlib.import_module("flows.cli")
-            return flows_cli.main([args.flow_command, *unknown, *args.rest])
+            return _run_flow_command(args.flow_command, [*unknown, *args.rest])
         return int(args.func(args) or 0)
     except InputError as e:
         print(f"restore: error: {e}", file=sys.stderr)
@@ -64,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"restore: error: {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
         return 1
+
+
+def _run_flow_command(command: str, argv: list[str]) -> int:
+    """``restore batch|serve ...``: flows/ and Prefect are imported here, or one line says how to install them."""
+    try:
+        flows_cli = importlib.import_module("flows.cli")  # first: it sets Prefect's environment defaults
+        importlib.import_module("prefect")
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in FLOW_PACKAGES:
+            raise
+        print(f"restore: error: `restore {command}` needs the flows extra ({e.name} is not installed): "
+              f"pip install 'restore[flows]' -c constraints.txt", file=sys.stderr)
+        return 2
+    return flows_cli.main([command, *argv])
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """Weights as safetensors plus a JSON model card; loading never unpickles.
 
-``name.safetensors`` holds the tensors, ``name.json`` the card: ``config`` (a :class:`UNetConfig`),
-``version``, ``training`` (data, steps, wall time) and ``metrics``.
+``name.safetensors`` holds the tensors, ``name.json`` the small machine-read card: ``name``,
+``version``, ``config`` (a :class:`UNetConfig`), ``inference`` (the defaults the runtime uses, read
+into a typed dataclass by :func:`read_settings`), ``training`` (steps, time, data and their hashes)
+and ``metrics`` (the last in-training validation); ``name.md`` beside it is the card people read. The shipped models are package
+data in ``restore/models/``, found through :func:`shipped_weights` (so an installed wheel has them).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import typing
+from dataclasses import MISSING, dataclass, fields
+from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,6 +31,51 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return str(self.card.get("version", "unknown"))
+
+    @property
+    def inference(self) -> dict[str, Any]:
+        """The card's ``inference`` block (raw; :func:`read_settings` types it)."""
+        return dict(self.card.get("inference", {}))
+
+
+S = TypeVar("S")
+
+
+def read_settings(kind: type[S], raw: dict[str, Any], where: str) -> S:
+    """``raw`` (a card's ``inference`` block) as the frozen dataclass ``kind``.
+
+    Unknown keys are an error; a missing key takes the field's default (a field without one is
+    required); ``int`` fields need integers, ``bool`` fields booleans, ``float`` fields any number
+    (stored as float).
+    """
+    hints = typing.get_type_hints(kind)
+    known = {f.name: f for f in fields(kind)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown inference settings {sorted(unknown)} (allowed: {sorted(known)})")
+    values = {}
+    for name, f in known.items():
+        if name not in raw:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ValueError(f"{where}: inference setting {name} is missing")
+            continue
+        value, hint = raw[name], hints[name]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number}.get(hint, True)
+        if not ok:
+            raise ValueError(f"{where}: inference setting {name} must be {hint.__name__}, got {value!r}")
+        values[name] = float(value) if hint is float else value
+    return kind(**values)
+
+
+SHIPPED = ("mri_denoise", "mri_fill", "audio_denoise", "audio_inpaint")
+
+
+def shipped_weights(name: str) -> Path:
+    """The path of a shipped model's safetensors inside the installed package (``restore/models/``)."""
+    if name not in SHIPPED:
+        raise ValueError(f"no shipped model {name!r} (shipped: {', '.join(SHIPPED)})")
+    return Path(str(resources.files("restore").joinpath("models", f"{name}.safetensors")))
 
 
 def card_path(weights: Path) -> Path:

@@ -65,7 +65,8 @@ def tiny_inpaint_model(tmp_path_factory) -> Path:
     """Random weights with the shipped audio inpainting model's interface (AR guess + missing share)."""
     torch.manual_seed(2)
     cfg = UNetConfig(data_channels=2, cond_channels=3, channels=(8, 8), attention_levels=(False, False),
-                     norm_num_groups=4, num_head_channels=8, extra={"fill_sigma": 0.3, "inference_steps": 1})
+                     norm_num_groups=4, num_head_channels=8)
     path = tmp_path_factory.mktemp("model") / "tiny_inpaint.safetensors"
-    save_model(UNetDenoiser(cfg).eval(), path, {"name": "audio_inpaint", "version": "test"})
+    save_model(UNetDenoiser(cfg).eval(), path, {"name": "audio_inpaint", "version": "test",
+                                                "inference": {"fill_sigma": 0.3, "inference_steps": 1}})
     return path

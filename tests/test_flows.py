@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import flow_fakes
 
 from restore import api, batch
+from restore.weights import shipped_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,7 +239,7 @@ def test_train_flow_prepares_data_trains_and_publishes_the_card(prefect_api, mon
 
 
 SAMPLES = ROOT / "sample_data"
-MODELS = {"mri": ROOT / "models" / "mri_denoise.safetensors", "audio": ROOT / "models" / "audio_denoise.safetensors"}
+MODELS = {"mri": shipped_weights("mri_denoise"), "audio": shipped_weights("audio_denoise")}
 
 
 def real_inputs(folder: Path, monkeypatch, untrained_mri: Path) -> dict[str, Path]:

@@ -1,7 +1,6 @@
 """The U-Net wrapper honours the denoiser contract at any size, and weights round-trip."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from monai.networks.nets import DiffusionModelUNet  # the reference our U-Net re
 
 from restore.nets import UNetConfig, UNetDenoiser
 from restore.nets.diffusion_unet import DiffusionUNet
-from restore.weights import load_model, save_model
+from restore.weights import load_model, save_model, shipped_weights
 
 TINY = {"channels": (16, 16), "attention_levels": (False, False), "norm_num_groups": 8, "num_head_channels": 8}
 
@@ -70,7 +69,7 @@ def test_our_unet_is_monai_diffusion_model_unet(dims, channels, attention, res_b
 
 @pytest.mark.parametrize("name", ["audio_denoise", "audio_inpaint", "mri_denoise", "mri_fill"])
 def test_shipped_weights_give_monai_outputs(name):
-    model = load_model(Path(__file__).resolve().parents[1] / "models" / f"{name}.safetensors").model.eval()
+    model = load_model(shipped_weights(name)).model.eval()
     cfg = model.config
     theirs = DiffusionModelUNet(
         spatial_dims=cfg.spatial_dims, in_channels=cfg.data_channels + cfg.cond_channels,
@@ -119,17 +118,3 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def test_restoring_does_not_import_monai():
-    """MONAI's import costs ~3 s per process; the CLI and the library must not pay it."""
-    import subprocess
-    import sys
-
-    code = ("import sys; from restore.cli import main; from restore.audio.pipeline import restore_audio; "
-            "from restore.mri.pipeline import restore_nifti; from restore.weights import load_model; "
-            "from pathlib import Path; [load_model(p) for p in Path('models').glob('*.safetensors')]; "
-            "print('monai' in sys.modules)")
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

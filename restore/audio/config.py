@@ -1,16 +1,17 @@
-"""Training configuration: ``configs/audio_denoise.yaml`` loaded into a frozen, validated dataclass."""
+"""Training configurations of the audio models: ``configs/audio_denoise.yaml`` and ``configs/audio_inpaint.yaml``
+loaded into frozen, validated dataclasses that extend :class:`restore.training.TrainingConfig`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-
-import yaml
 
 from restore.audio import spectral
 from restore.audio.denoise import SHIFTS
 from restore.nets.unet import UNetConfig
+from restore.training import TrainingConfig
+from restore.training import load_config as load_training_config
 
 
 def at_step(schedule: tuple[tuple[int, float], ...], step: int):
@@ -24,22 +25,16 @@ def is_schedule(schedule: tuple[tuple[int, float], ...], valid) -> bool:
             and all(valid(value) for _, value in schedule))
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(TrainingConfig):
+    """``configs/audio_denoise.yaml``: the denoiser (:mod:`restore.audio.train`); the loop's fields are
+    :class:`TrainingConfig`'s (the learning rate decays over the wall-clock budget)."""
+
     data_dir: str = "data/audio"
     run_dir: str = "runs/audio_denoise"
-    weights: str = "models/audio_denoise.safetensors"
+    weights: str = "restore/models/audio_denoise.safetensors"
     version: str = "0.1.0"
-    seed: int = 0
-    threads: int = 1
-    bf16: bool = True
-    batch_size: int = 8
     crop_frames: int = 64  # STFT frames per training crop (hop 256 at 16 kHz: 64 frames ~ 1 s)
-    lr: float = 1e-3
-    lr_warmup_steps: int = 200
-    lr_final_fraction: float = 0.1  # cosine decay over the wall-clock budget down to lr * this
-    ema_decay: float = 0.999
-    max_steps: int = 20_000
     wall_clock_minutes: float = 75.0  # total training time over all resumes; stops cleanly after it
     snr_db_min: float = -5.0
     snr_db_max: float = 20.0
@@ -49,8 +44,6 @@ class TrainConfig:
     # share of real-noise crops that are augmented (speed, EQ, envelope, a second noise), from each step on:
     # ((step, share), ...) by step
     noise_augment: tuple[tuple[int, float], ...] = ((0, 0.0),)
-    checkpoint_every: int = 200
-    val_every: int = 500
     val_clips: int = 16
     val_seconds: float = 3.0
     inference_steps: int = 4  # default reverse steps, stored in the model card
@@ -63,15 +56,9 @@ class TrainConfig:
         """The share of augmented real-noise crops at ``step`` (:attr:`noise_augment`)."""
         return at_step(self.noise_augment, step)
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
         checks = [
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.crop_frames >= 8, f"crop_frames must be >= 8, got {self.crop_frames}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (0 < self.lr_final_fraction <= 1, f"lr_final_fraction must be in (0, 1], got {self.lr_final_fraction}"),
-            (0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
-            (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
-            (self.wall_clock_minutes > 0, f"wall_clock_minutes must be > 0, got {self.wall_clock_minutes}"),
             (self.snr_db_min < self.snr_db_max, "snr_db_min must be below snr_db_max"),
             (0 <= self.synthetic_noise_prob <= 1, "synthetic_noise_prob must be in [0, 1]"),
             (0 <= self.observation_prob <= 1, "observation_prob must be in [0, 1]"),
@@ -84,29 +71,20 @@ class TrainConfig:
              "model needs data_channels = cond_channels = 2 (real/imag STFT)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"audio training config: {message}")
+        return super().problems() + [message for ok, message in checks if not ok]
 
 
-@dataclass(frozen=True)
-class InpaintConfig:
+@dataclass(frozen=True, kw_only=True)
+class InpaintConfig(TrainingConfig):
     """``configs/audio_inpaint.yaml``: the gap-filling / declipping model (:mod:`restore.audio.train_inpaint`)."""
 
     data_dir: str = "data/audio"
     run_dir: str = "runs/audio_inpaint"
-    weights: str = "models/audio_inpaint.safetensors"
+    weights: str = "restore/models/audio_inpaint.safetensors"
     version: str = "0.1.0"
-    seed: int = 0
     threads: int = 2
-    bf16: bool = True
-    batch_size: int = 8
     crop_frames: int = 64
-    lr: float = 1e-3
-    lr_warmup_steps: int = 200
-    lr_final_fraction: float = 0.1
     ema_decay: float = 0.995
-    max_steps: int = 20_000
     wall_clock_minutes: float = 60.0
     music_prob: float = 0.5  # share of crops from music (the rest speech)
     clip_prob: float = 0.25  # share of crops that are clipped instead of gapped
@@ -119,8 +97,6 @@ class InpaintConfig:
     gap_loss_weight: float = 9.0  # extra loss weight on frames with missing samples
     # AR order of the gap first guess in training, from each step on: ((step, order), ...) by step
     gap_ar_orders: tuple[tuple[int, int], ...] = ((0, 128),)
-    checkpoint_every: int = 200
-    val_every: int = 500
     val_clips: int = 16
     inference_steps: int = 1  # card defaults, chosen on the validation split
     fill_sigma: float = 0.3
@@ -138,11 +114,9 @@ class InpaintConfig:
         """The training first guess's AR order at ``step`` (:attr:`gap_ar_orders`)."""
         return at_step(self.gap_ar_orders, step)
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
         checks = [
-            (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.crop_frames >= 16, "crop_frames must be >= 16"),
-            (0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (0 < self.gap_ms[0] < self.gap_ms[1], "gap_ms must be (low, high) with 0 < low < high"),
             (0 < self.clip_fraction[0] < self.clip_fraction[1] < 1, "clip_fraction must be within (0, 1)"),
             (0 < self.fill_sigma_range[0] < self.fill_sigma_range[1], "fill_sigma_range must be increasing"),
@@ -157,26 +131,9 @@ class InpaintConfig:
              "model needs data_channels = 2 (real/imag STFT) and cond_channels = 3 (+ missing share)"),
             (self.model.spatial_dims == 2, "model.spatial_dims must be 2 (frequency x time)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"audio inpainting config: {message}")
+        return super().problems() + [message for ok, message in checks if not ok]
 
 
-def load_config(path: Path, kind: type = TrainConfig):
-    """Read YAML into ``kind`` (:class:`TrainConfig` or :class:`InpaintConfig`); unknown keys are an error."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(raw, dict):
-        raise TypeError(f"{path}: expected a mapping at the top level")
-    known = {f.name for f in fields(kind)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(known)})")
-    if "model" in raw:
-        raw["model"] = UNetConfig.from_dict(raw["model"])
-    for key in ("sigma_jitter", "gap_ms", "clip_fraction", "fill_sigma_range"):
-        if key in raw:
-            raw[key] = tuple(raw[key])
-    for key, kind_of_value in (("gap_ar_orders", int), ("noise_augment", float)):  # [[step, value], ...]
-        if key in raw:
-            raw[key] = tuple((int(step), kind_of_value(value)) for step, value in raw[key])
-    return kind(**raw)
+def load_config(path: Path, kind: type[TrainConfig | InpaintConfig] = TrainConfig):
+    """Read YAML into ``kind`` (:class:`TrainConfig` or :class:`InpaintConfig`): :func:`restore.training.load_config`."""
+    return load_training_config(path, kind)

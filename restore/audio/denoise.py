@@ -29,11 +29,22 @@ from restore.audio.estimate import Degradation, estimate_degradation
 from restore.device import autocast
 from restore.diffusion import Schedule, sample_ddim, start_from_observation
 from restore.nets.unet import UNetDenoiser
-from restore.weights import load_model
+from restore.weights import load_model, read_settings, shipped_weights
 
 SHIFTS = 4  # frame-grid offsets averaged per row (cycle spinning); chosen on the validation crops
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "audio_denoise.safetensors"
+DEFAULT_WEIGHTS = shipped_weights("audio_denoise")
 MODEL_NAME = "audio_denoise"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenoiseSettings(spectral.FrontEnd):
+    """The denoiser card's ``inference`` block (chosen on the validation split; see the Markdown card)."""
+
+    inference_steps: int = 4
+    bf16: bool = False
+    sigma_scale: float = 1.0
+    clean_snr_db: float = float("inf")
+    shifts: int = SHIFTS
 
 
 @dataclass(frozen=True)
@@ -71,15 +82,16 @@ def load_audio_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | 
                      bf16: bool | None = None) -> AudioModel:
     """Load the shipped weights; ``bf16=None`` uses the card's choice."""
     loaded = load_model(weights, device=device)
-    extra = loaded.model.config.extra
+    settings = read_settings(DenoiseSettings, loaded.inference, str(weights))
+    settings.check(str(weights))
     return AudioModel(
         net=loaded.model,
         version=loaded.version,
-        default_steps=int(extra.get("inference_steps", 4)),
-        bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
-        sigma_scale=float(extra.get("sigma_scale", 1.0)),
-        clean_snr_db=float(extra.get("clean_snr_db", float("inf"))),
-        shifts=int(extra.get("shifts", SHIFTS)),
+        default_steps=settings.inference_steps,
+        bf16=settings.bf16 if bf16 is None else bf16,
+        sigma_scale=settings.sigma_scale,
+        clean_snr_db=settings.clean_snr_db,
+        shifts=settings.shifts,
     )
 
 

@@ -15,7 +15,7 @@ pitch periods and carries most of what can be predicted across a gap. The networ
 cannot extrapolate (energy and harmonics deep inside longer gaps). The correction fades in over
 ``taper_ms`` from each gap edge (:data:`TAPER_SECONDS` in clipped runs) so the joins stay smooth,
 and every known sample is copied from the input bit for bit. ``blend``, ``min_model_ms``,
-``highpass_hz``, ``envelope_db``, ``shrink_ms`` and ``highband_hz`` (model card) are chosen on
+``highpass_hz``, ``envelope_db``, ``shrink_ms`` and ``highband_hz`` (the card's ``inference`` block) are chosen on
 training-source crops to trade gap SNR (which a generated fill lowers) against spectral distance.
 For clipped runs the result is projected on ``|x| >= level``.
 """
@@ -23,7 +23,7 @@ For clipped runs the result is projected on ``|x| >= level``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,35 +35,33 @@ from restore.audio import ar, gaps, spectral
 from restore.device import autocast
 from restore.diffusion import sample_ddim, start_from_observation
 from restore.nets.unet import UNetDenoiser
-from restore.weights import load_model
+from restore.weights import load_model, read_settings, shipped_weights
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "audio_inpaint.safetensors"
+DEFAULT_WEIGHTS = shipped_weights("audio_inpaint")
 MODEL_NAME = "audio_inpaint"
 TAPER_SECONDS = 0.002
-# shrink_weight: the guess keeps its full level at a gap's edges and falls to the pseudo-gap gain
-# over this. Chosen on training-source crops (runs/s19/shrink_exp.py, 16 gaps per cell) among 5, 10,
-# 20 and 50 ms: speech +0.10 / +0.10 / +0.16 dB gap SNR at 50 / 100 / 200 ms, music -0.06 to -0.07.
+# shrink_weight: the guess keeps its full level at a gap's edges, where AR predicts well, and falls
+# to the pseudo-gap gain over this distance. 20 ms scored best of 5-50 ms on training-source crops
+# (small gains for speech, about -0.07 dB for music; measurements in bench/results/model_history/).
 SHRINK_TAU_SECONDS = 0.02
 SHRINK_ITERATIONS = 1  # fits per member for the pseudo-gap guesses (3 for the real fill): beta is a rough gain
 # refit_high_band (gaps shorter than min_model_ms): the band above the card's highband_hz gets its own
-# LSAR fit, this order on this much context each side. Chosen on training-source crops (bench/audio_gaps.py
-# --split train, card: calibration_highband) among cutoffs 1/2/3 kHz and 0.1/0.2/0.5 s of context.
+# LSAR fit, of this order on this much context each side: a full-band fit follows the loud low band
+# and predicts the quiet high band poorly. Chosen on training-source crops (bench/audio_gaps.py
+# --split train) among cutoffs of 1/2/3 kHz and 0.1/0.2/0.5 s of context.
 HIGHBAND_AR_ORDER = 1024
 HIGHBAND_SECONDS = 0.1
-# Gaps: order 1024 (64 ms at 16 kHz, longer than any pitch period) instead of the baseline's 128.
-# Measured on training-source crops (bench/audio_gaps.py --split train), against order 128:
-# music +2.5 to +5.6 dB gap SNR, speech +0.2 to +0.5 dB for 20-100 ms; orders 1536 and 2048 lose
-# SNR on 20-50 ms gaps. On the held-out speaker it loses 0.3-0.7 dB on 20-100 ms gaps (held-out
-# music: +4.5 to +6 dB); choosing 128 or 1024 per gap on pseudo-gaps cut from the context was too
-# noisy to help speech (-0.7 to +0.2 dB). A lone gap is a Toeplitz solve, O(gap^2): ~30 ms for 200 ms
+# Gaps: order 1024 (64 ms at 16 kHz, longer than any pitch period, so the fill carries harmonics
+# across the gap) instead of the baseline's 128: on training-source crops (bench/audio_gaps.py
+# --split train) +2.5 to +5.6 dB gap SNR for music and +0.2 to +0.5 dB for speech at 20-100 ms;
+# higher orders lose on short gaps. A lone gap is a Toeplitz solve, O(gap^2): ~30 ms for 200 ms
 # (ar.lsar_fill); gaps coupled by the order are a banded one, O(gap * order^2): ~0.2 s for 200 ms.
 GAP_AR_ORDER = 1024
 # The gap guess averages two LSAR fills, each fitted on the input around the gap only: (order,
 # seconds of context on each side). The long one carries pitch and stationary tones across the gap;
 # the short one models the phoneme at the gap. Chosen on training-source crops (a grid of orders
-# and windows, 16 gaps per cell; card: calibration_local_guess) against the single order-1024 fit on the whole
-# 0.5 s: speech +1.8 / +0.8 / +0.1 / -0.0 dB gap SNR at 20/50/100/200 ms, music -0.2 to -0.0 dB
-# (held-out: speech +1.9 / +0.7 / +0.5 / -0.1, music -0.2 to +0.2; LSD ratios to AR-128 within +-0.06).
+# and windows) against one order-1024 fit on the whole 0.5 s: speech +1.8 / +0.8 / +0.1 / -0.0 dB
+# gap SNR at 20/50/100/200 ms, music -0.2 to -0.0 dB.
 GAP_AR_MEMBERS = ((GAP_AR_ORDER, 0.5), (512, 0.1))
 GAP_AR_FULL_ORDER_SAMPLES = 4800  # beyond this many unknown samples (300 ms at 16 kHz) the order
 # shrinks as 1/sqrt(unknown) so a region's solve costs no more than a 300 ms gap's (2 s: order 396)
@@ -80,7 +78,7 @@ TRAIN_DECLIP_AR_ORDER = 32
 TRAIN_DECLIP_PASSES = 3
 
 
-# inference choices an InpaintModel reads from its card's config.extra (calibrated; see the model card)
+# inference choices an InpaintModel takes from its card's inference block (calibrated; see the model card)
 CARD_CHOICES = ("fill_sigma", "blend", "min_model_ms", "eta", "taper_ms", "highpass_hz", "envelope_db", "shrink_ms",
                 "highband_hz")
 
@@ -102,17 +100,34 @@ class InpaintModel:
     highband_hz: float = 0.0  # >0: gaps shorter than min_model_ms get the band above this re-fitted alone, card
 
 
+@dataclass(frozen=True, kw_only=True)
+class InpaintSettings(spectral.FrontEnd):
+    """The gap filler card's ``inference`` block: :data:`CARD_CHOICES` plus steps and bf16."""
+
+    inference_steps: int = 1
+    bf16: bool = False
+    fill_sigma: float = 0.3
+    blend: float = 1.0
+    min_model_ms: float = 0.0
+    eta: float = 0.0
+    taper_ms: float = TAPER_SECONDS * 1000
+    highpass_hz: float = 0.0
+    envelope_db: float = 0.0
+    shrink_ms: float = 0.0
+    highband_hz: float = 0.0
+
+
 def load_inpaint_model(weights: Path = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu",
                        bf16: bool | None = None) -> InpaintModel:
     loaded = load_model(Path(weights), device=device)
-    extra = loaded.model.config.extra
-    choices = {f.name: float(extra.get(f.name, f.default)) for f in fields(InpaintModel) if f.name in CARD_CHOICES}
+    settings = read_settings(InpaintSettings, loaded.inference, str(weights))
+    settings.check(str(weights))
     return InpaintModel(
         net=loaded.model,
         version=loaded.version,
-        default_steps=int(extra.get("inference_steps", 1)),
-        bf16=bool(extra.get("bf16", False)) if bf16 is None else bf16,
-        **choices,
+        default_steps=settings.inference_steps,
+        bf16=settings.bf16 if bf16 is None else bf16,
+        **{name: getattr(settings, name) for name in CARD_CHOICES},
     )
 
 

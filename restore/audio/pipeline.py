@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from restore.api import sha256_of
 from restore.audio import gaps, io, repair, tags
 from restore.audio.bands import MODEL_SR, restore_block
 from restore.audio.denoise import DEFAULT_WEIGHTS, MODEL_NAME, AudioModel, load_audio_model
@@ -36,6 +35,7 @@ from restore.audio.stream import plan_chunks, stream_chunks
 from restore.device import resolve_device, set_threads
 from restore.errors import InputError
 from restore.outputs import atomic_write, check_output_path, sidecar_path, write_sidecar
+from restore.provenance import sha256_of
 from restore.weights import card_path
 
 CHUNK_SECONDS = 4.0  # measured: per-second cost grows with chunk length (mid-block attention)

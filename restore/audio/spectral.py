@@ -8,7 +8,7 @@ Everything here is torch (no librosa): one STFT costs well under a millisecond p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -18,6 +18,23 @@ HOP = 256
 ALPHA = 0.5  # magnitude compression exponent
 BETA = 0.40  # brings clean speech at unit input RMS to a spectrogram std near sigma_data = 0.5 (measured 0.5)
 SCALE_FLOOR = 1e-5  # RMS floor for (nearly) silent chunks
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontEnd:
+    """The STFT front end a model was trained on, recorded in its card and checked on load."""
+
+    sr: int = MODEL_SR
+    n_fft: int = N_FFT
+    hop: int = HOP
+    alpha: float = ALPHA
+    beta: float = BETA
+
+    def check(self, where: str) -> None:
+        """Refuse a model trained on another front end than this module's (its spectra would not match)."""
+        theirs, ours = FrontEnd(**{f.name: getattr(self, f.name) for f in fields(FrontEnd)}), FrontEnd()
+        if theirs != ours:
+            raise ValueError(f"{where}: the model's STFT front end {theirs} differs from restore's {ours}")
 
 
 @dataclass(frozen=True)

@@ -8,33 +8,30 @@ Each crop is clean speech plus real (or synthetic) noise at a random SNR. The ne
   ``t < t*`` lie on the ideal DDIM path ``x0 + sigma_t / sigma_t* (x_t*/sqrt(ab) - x0)``;
 - plain Gaussian diffusion at log-normal sigma (the rest).
 
-Resumable: ``run_dir/checkpoint.safetensors`` (model, EMA, Adam moments) + ``checkpoint.json``
-(step, elapsed seconds, RNG states). Training stops at ``max_steps`` or after ``wall_clock_minutes``
-of training time in total; the EMA weights then go to ``weights`` with a model card.
+The loop (EMA, learning rate over the wall-clock budget, resumable checkpoints in ``run_dir``) is
+:func:`restore.training.train`; the EMA weights go to ``weights`` with a model card at every validation.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from restore.audio import spectral
 from restore.audio.config import TrainConfig, load_config
 from restore.audio.degrade import add_noise_at_snr, augment_noise, resample_linear, synthetic_noise
-from restore.audio.denoise import MODEL_NAME, AudioModel, denoise_samples
+from restore.audio.denoise import MODEL_NAME, AudioModel, DenoiseSettings, denoise_samples
 from restore.audio.estimate import estimate_degradation
 from restore.audio.metrics import pesq_wb, si_sdr
-from restore.device import autocast
-from restore.diffusion import expand_to, start_from_observation
-from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
+from restore.diffusion import start_from_observation
+from restore.nets.unet import UNetDenoiser, count_parameters
+from restore.training import Example, start_run, train
+from restore.training.targets import edm_weight, on_ddim_path
 from restore.weights import save_model
 
 SR = spectral.MODEL_SR
@@ -101,8 +98,8 @@ class Mixtures:
 
 
 def make_inputs(net: UNetDenoiser, clean: torch.Tensor, noisy: torch.Tensor, cfg: TrainConfig,
-                rng: np.random.Generator, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x_t, t, cond, x0)`` for one batch (see the module docstring for how ``t`` is drawn)."""
+                rng: np.random.Generator, gen: torch.Generator) -> Example:
+    """The example of one batch, EDM-weighted (see the module docstring for how ``t`` is drawn)."""
     schedule = net.schedule
     scale = spectral.level_of(noisy)
     x0 = spectral.to_spec(clean, scale=scale).values
@@ -114,35 +111,15 @@ def make_inputs(net: UNetDenoiser, clean: torch.Tensor, noisy: torch.Tensor, cfg
             t_star = int(schedule.timestep_for_sigma(float(sigma_est[b]) * rng.uniform(*cfg.sigma_jitter)).clamp(min=1))
             x_star = start_from_observation(y[b : b + 1], sigma_est[b], t_star, schedule, generator=gen)
             t = int(rng.integers(1, t_star + 1)) if rng.random() < 0.5 else t_star
-            ab_star, ab_t = float(schedule.alpha_bar[t_star]), float(schedule.alpha_bar[t])
-            ratio = float(schedule.sigma_at(t) / schedule.sigma_at(t_star))
-            x_ve = x0[b : b + 1] + ratio * (x_star / ab_star**0.5 - x0[b : b + 1])  # ideal DDIM path
-            rows.append(ab_t**0.5 * x_ve)
+            rows.append(on_ddim_path(x0[b : b + 1], x_star, t_star, t, schedule))
         else:
             sigma = math.exp(rng.normal(-1.2, 1.2))
             t = int(schedule.timestep_for_sigma(sigma).clamp(min=1))
             eps = torch.randn(x0[b : b + 1].shape, generator=gen)
             rows.append(schedule.add_noise(x0[b : b + 1], eps, t))
         ts.append(t)
-    return torch.cat(rows), torch.tensor(ts), y, x0
-
-
-def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
-    """Linear warm-up, then a cosine from ``lr`` to ``lr * lr_final_fraction`` over the wall-clock budget.
-
-    ``progress``: the share of ``wall_clock_minutes`` used so far (the budget, not ``max_steps``,
-    ends training on this machine).
-    """
-    warm = min(1.0, (step + 1) / cfg.lr_warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return cfg.lr * warm * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * cosine)
-
-
-def edm_weight(net: UNetDenoiser, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2`` (Karras et al. 2022, eq. 8 / Table 1)."""
-    sigma = expand_to(net.schedule.sigma_at(t).float(), like)
-    sd = net.config.sigma_data
-    return (sigma**2 + sd**2) / (sigma * sd) ** 2
+    t_all = torch.tensor(ts)
+    return Example(torch.cat(rows), t_all, y, x0, edm_weight(net, t_all, x0))
 
 
 def validation_set(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -173,143 +150,44 @@ def validate(model: AudioModel, val: list, steps: int) -> dict[str, float]:
             "pesq_wb_noisy": float(np.nanmean(pesq_in)), "pesq_wb": float(np.nanmean(pesq_out))}
 
 
-def _save_checkpoint(run: Path, net, ema, opt, state: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
-    tensors |= {f"ema.{k}": v.detach().contiguous() for k, v in ema.state_dict().items()}
-    for i, p in enumerate(net.parameters()):
-        s = opt.state.get(p, {})
-        for k in ("exp_avg", "exp_avg_sq", "step"):
-            if k in s:
-                tensors[f"opt.{i}.{k}"] = torch.as_tensor(s[k]).detach().reshape(-1).contiguous() if k == "step" else s[k].contiguous()
-    tensors["torch_rng"] = torch.get_rng_state()
-    tmp = run / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(run / "checkpoint.safetensors")
-    (run / "checkpoint.json.tmp").write_text(json.dumps(state))
-    (run / "checkpoint.json.tmp").replace(run / "checkpoint.json")
-
-
-def _load_checkpoint(run: Path, net, ema, opt) -> dict | None:
-    if not (run / "checkpoint.json").is_file():
-        return None
-    tensors = load_file(str(run / "checkpoint.safetensors"))
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    for i, p in enumerate(net.parameters()):
-        if f"opt.{i}.exp_avg" in tensors:
-            opt.state[p] = {"step": tensors[f"opt.{i}.step"].reshape(()),
-                            "exp_avg": tensors[f"opt.{i}.exp_avg"], "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"]}
-    torch.set_rng_state(tensors["torch_rng"])
-    return json.loads((run / "checkpoint.json").read_text())
-
-
-@dataclass
-class Run:
-    """A training run's network, EMA copy, optimiser, resumable state and random generators."""
-
-    folder: Path
-    net: UNetDenoiser
-    ema: UNetDenoiser
-    opt: torch.optim.Optimizer
-    state: dict  # step, elapsed seconds, validation history, numpy RNG state
-    rng: np.random.Generator
-    gen: torch.Generator
-
-
-def start_run(cfg, net_cfg: UNetConfig) -> Run:
-    """Build (or resume from ``cfg.run_dir``) a run; shared by the audio trainers.
-
-    ``cfg`` needs ``threads``, ``data_dir``, ``run_dir``, ``seed`` and ``lr``.
-    """
-    torch.set_num_threads(cfg.threads)
-    data_dir, folder = Path(cfg.data_dir), Path(cfg.run_dir)
-    if not (data_dir / "manifest.json").is_file():
-        raise FileNotFoundError(f"no prepared audio data in {data_dir}: run `restore data prepare --out data/` first")
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    net, ema = UNetDenoiser(net_cfg), UNetDenoiser(net_cfg)
-    ema.load_state_dict(net.state_dict())
-    ema.requires_grad_(False)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    state = _load_checkpoint(folder, net, ema, opt) or {"step": 0, "elapsed": 0.0, "history": [],
-                                                        "rng": np.random.default_rng(cfg.seed).bit_generator.state}
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state["rng"]
-    return Run(folder, net, ema, opt, state, rng, torch.Generator().manual_seed(cfg.seed + state["step"]))
-
-
-def update(run: Run, loss: torch.Tensor, ema_decay: float) -> None:
-    """One optimiser step (gradients clipped to norm 1) and the EMA update, warmed up over the first steps."""
-    run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
-    run.opt.step()
-    step = run.state["step"]
-    decay = min(ema_decay, (1 + step) / (10 + step))
-    with torch.no_grad():
-        for pe, p in zip(run.ema.parameters(), run.net.parameters()):
-            pe.lerp_(p, 1 - decay)
-
-
 def main(config_path: Path) -> Path:
     """Train (or resume) as configured; returns the path of the written weights."""
     cfg = load_config(config_path)
-    run = start_run(cfg, model_config(cfg))
-    net, ema, opt, state, rng, gen = run.net, run.ema, run.opt, run.state, run.rng, run.gen
-    data_dir = Path(cfg.data_dir)
-    train = Mixtures(data_dir, "train", rng, cfg)
+    if not (Path(cfg.data_dir) / "manifest.json").is_file():
+        raise FileNotFoundError(f"no prepared audio data in {cfg.data_dir}: run `restore data prepare --out data/` first")
+    run = start_run(cfg, cfg.model)
+    train_mix = Mixtures(Path(cfg.data_dir), "train", run.rng, cfg)
     val = validation_set(cfg)
     n_samples = (cfg.crop_frames - 1) * spectral.HOP
-    print(f"audio denoiser: {count_parameters(net) / 1e6:.2f} M parameters, resuming at step {state['step']}", flush=True)
-    budget = cfg.wall_clock_minutes * 60
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc="train audio", mininterval=10)
-    losses: list[float] = []
-    while state["step"] < cfg.max_steps and state["elapsed"] < budget:
-        tick = time.monotonic()
-        clean, noisy = train.batch(cfg.batch_size, n_samples, cfg.noise_augment_share(state["step"]))
-        x_t, t, cond, x0 = make_inputs(net, clean, noisy, cfg, rng, gen)
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(cfg, state["step"], state["elapsed"] / budget)
-        with autocast(x_t.device, cfg.bf16):
-            x0_hat = net(x_t, t, cond)
-        loss = (edm_weight(net, t, x0) * (x0_hat.float() - x0).pow(2)).mean()
-        update(run, loss, cfg.ema_decay)
-        state["step"] += 1
-        state["elapsed"] += time.monotonic() - tick
-        losses.append(loss.item())
-        bar.update(1)
-        if state["step"] % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", minutes=f"{state['elapsed'] / 60:.1f}")
-        last = state["step"] >= cfg.max_steps or state["elapsed"] >= budget
-        if state["step"] % cfg.val_every == 0 or last:
-            model = AudioModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, sigma_scale=cfg.sigma_scale,
-                               clean_snr_db=cfg.clean_snr_db, shifts=cfg.shifts)
-            metrics = validate(model, val, cfg.inference_steps)
-            state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
-                                     "loss": float(np.mean(losses[-cfg.val_every:])), **metrics})
-            print(json.dumps(state["history"][-1]), flush=True)
-            _export(ema, cfg, state)
-        if state["step"] % cfg.checkpoint_every == 0 or last:
-            state["rng"] = rng.bit_generator.state
-            _save_checkpoint(run.folder, net, ema, opt, state)
-    bar.close()
+    print(f"audio denoiser: {count_parameters(run.net) / 1e6:.2f} M parameters, resuming at step {run.state['step']}",
+          flush=True)
+
+    def examples(step: int) -> Example:
+        clean, noisy = train_mix.batch(cfg.batch_size, n_samples, cfg.noise_augment_share(step))
+        return make_inputs(run.net, clean, noisy, cfg, run.rng, run.gen)
+
+    def validate_ema(ema: UNetDenoiser) -> dict:
+        model = AudioModel(ema, cfg.version, cfg.inference_steps, cfg.bf16, sigma_scale=cfg.sigma_scale,
+                           clean_snr_db=cfg.clean_snr_db, shifts=cfg.shifts)
+        return validate(model, val, cfg.inference_steps)
+
+    train(run, cfg, examples, validate=validate_ema, export=lambda ema, state: _export(ema, cfg, state),
+          desc="train audio")
     return Path(cfg.weights)
 
 
-def model_config(cfg: TrainConfig) -> UNetConfig:
-    """The network config with the inference choices the pipeline needs in ``extra``."""
-    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, "sigma_scale": cfg.sigma_scale,
-             "clean_snr_db": cfg.clean_snr_db, "shifts": cfg.shifts,
-             "bf16": cfg.bf16, "sr": SR,
-             "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA, "beta": spectral.BETA,
-             "cond": "noisy compressed complex STFT (real, imag)"}
-    return replace(cfg.model, extra=extra)
+def inference_settings(cfg: TrainConfig) -> DenoiseSettings:
+    """The card's ``inference`` block: the defaults the pipeline reads (:func:`restore.audio.denoise.load_audio_model`)."""
+    return DenoiseSettings(inference_steps=cfg.inference_steps, bf16=cfg.bf16, sigma_scale=cfg.sigma_scale,
+                           clean_snr_db=cfg.clean_snr_db, shifts=cfg.shifts)
 
 
 def _export(ema: UNetDenoiser, cfg: TrainConfig, state: dict) -> None:
     card = {
         "name": MODEL_NAME,
         "version": cfg.version,
+        "card": f"{MODEL_NAME}.md",
+        "inference": asdict(inference_settings(cfg)),
         "training": {
             "data": "restore data prepare: Asterisk en/es/fr G.722 prompts + fillets-ng cs/nl voices; "
                     "megaglest, lincity-ng, fillets-ng noises + synthetic coloured noise, hum, hiss; SNR "

@@ -8,30 +8,29 @@ are drawn on the path from the AR guess (``observation_prob``, at a log-uniform 
 ``fill_sigma_range``) or from plain Gaussian diffusion; the EDM loss weighs frames with missing
 samples ``1 + gap_loss_weight``.
 
-Resumable like the denoiser's training (:mod:`restore.audio.train`): checkpoints in ``run_dir``,
-a wall-clock budget over all resumes, EMA weights exported with a model card at every validation.
+The loop is :func:`restore.training.train`, as for the denoiser: checkpoints in ``run_dir``, a
+wall-clock budget over all resumes, EMA weights exported with a model card at every validation.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from restore.audio import config as config_module
 from restore.audio import inpaint, spectral
 from restore.audio.config import InpaintConfig
 from restore.audio.degrade import add_noise_at_snr
 from restore.audio.metrics import gap_lsd, gap_snr
-from restore.audio.train import _save_checkpoint, edm_weight, learning_rate, start_run, update
-from restore.device import autocast, single_threaded_blas
-from restore.nets.unet import UNetConfig, UNetDenoiser, count_parameters
+from restore.device import single_threaded_blas
+from restore.nets.unet import UNetDenoiser, count_parameters
+from restore.training import Example, start_run, train
+from restore.training.targets import edm_weight, on_ddim_path
 from restore.weights import save_model
 
 SR = spectral.MODEL_SR
@@ -128,8 +127,8 @@ def make_batch(examples: Examples, cfg: InpaintConfig, n: int, step: int = 0) ->
 
 
 def make_inputs(net: UNetDenoiser, batch: dict, cfg: InpaintConfig, rng: np.random.Generator,
-                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x_t, t, cond, x0)`` for one batch."""
+                gen: torch.Generator) -> Example:
+    """The example of one batch: EDM-weighted, frames with missing samples ``1 + gap_loss_weight`` times more."""
     schedule = net.schedule
     scale = spectral.level_of(batch["guess"])
     cond = inpaint.condition(batch["guess"], batch["known"], scale)
@@ -143,16 +142,16 @@ def make_inputs(net: UNetDenoiser, batch: dict, cfg: InpaintConfig, rng: np.rand
             t_star = int(schedule.timestep_for_sigma(float(np.exp(rng.uniform(lo, hi)))).clamp(min=1))
             x_star = schedule.add_noise(y[b : b + 1], eps, t_star)
             t = int(rng.integers(1, t_star + 1)) if rng.random() < 0.3 else t_star
-            if t != t_star:  # the ideal DDIM path from x_t* towards x0
-                ab_star, ab_t = float(schedule.alpha_bar[t_star]), float(schedule.alpha_bar[t])
-                ratio = float(schedule.sigma_at(t) / schedule.sigma_at(t_star))
-                x_star = ab_t**0.5 * (x0[b : b + 1] + ratio * (x_star / ab_star**0.5 - x0[b : b + 1]))
+            if t != t_star:
+                x_star = on_ddim_path(x0[b : b + 1], x_star, t_star, t, schedule)
             rows.append(x_star)
         else:
             t = int(schedule.timestep_for_sigma(math.exp(rng.normal(-1.2, 1.2))).clamp(min=1))
             rows.append(schedule.add_noise(x0[b : b + 1], eps, t))
         ts.append(t)
-    return torch.cat(rows), torch.tensor(ts), cond, x0
+    t_all = torch.tensor(ts)
+    frame_weight = 1 + cfg.gap_loss_weight * (cond[:, 2:3] > 0).float()
+    return Example(torch.cat(rows), t_all, cond, x0, edm_weight(net, t_all, x0) * frame_weight)
 
 
 def validation_set(cfg: InpaintConfig) -> list[dict]:
@@ -187,25 +186,17 @@ def card_choices(cfg: InpaintConfig) -> dict[str, float]:
     return {name: getattr(cfg, name) for name in inpaint.CARD_CHOICES}
 
 
-def model_config(cfg: InpaintConfig) -> UNetConfig:
-    extra = {**cfg.model.extra, "inference_steps": cfg.inference_steps, **card_choices(cfg),
-             "bf16": cfg.bf16, "sr": SR, "n_fft": spectral.N_FFT, "hop": spectral.HOP, "alpha": spectral.ALPHA,
-             "beta": spectral.BETA,
-             "cond": "compressed complex STFT of the AR first guess (real, imag) + missing share per frame",
-             "first_guess": {"gaps": f"Janssen LSAR, order {inpaint.GAP_AR_ORDER}, {inpaint.GAP_AR_ITERATIONS} fits "
-                                     f"(training: {inpaint.TRAIN_GAP_AR_ITERATIONS} fits, order from each step on "
-                                     f"{dict(cfg.gap_ar_orders)})",
-                             "clipping": f"constrained LSAR, order {inpaint.DECLIP_AR_ORDER}, "
-                                         f"{inpaint.DECLIP_PASSES} passes of {inpaint.DECLIP_AR_ITERATIONS} fits "
-                                         f"(training: order {inpaint.TRAIN_DECLIP_AR_ORDER}, "
-                                         f"{inpaint.TRAIN_DECLIP_PASSES} passes)"}}
-    return replace(cfg.model, extra=extra)
+def inference_settings(cfg: InpaintConfig) -> inpaint.InpaintSettings:
+    """The card's ``inference`` block: the defaults the pipeline reads (:func:`restore.audio.inpaint.load_inpaint_model`)."""
+    return inpaint.InpaintSettings(inference_steps=cfg.inference_steps, bf16=cfg.bf16, **card_choices(cfg))
 
 
 def _export(ema: UNetDenoiser, cfg: InpaintConfig, state: dict) -> None:
     card = {
         "name": inpaint.MODEL_NAME,
         "version": cfg.version,
+        "card": f"{inpaint.MODEL_NAME}.md",
+        "inference": asdict(inference_settings(cfg)),
         "training": {
             "data": "restore data prepare: Asterisk en/es/fr G.722 prompts + fillets-ng cs/nl voices; wesnoth-1.16 "
                     "and fillets-ng music minus VAL_MUSIC; noise under 30% of crops; gaps log-uniform "
@@ -231,45 +222,23 @@ def main(config_path: Path) -> Path:
 
 
 def _train(cfg: InpaintConfig) -> Path:
-    run = start_run(cfg, model_config(cfg))
-    net, ema, opt, state, rng, gen = run.net, run.ema, run.opt, run.state, run.rng, run.gen
-    train = Examples(Path(cfg.data_dir), "train", rng, cfg)
+    if not (Path(cfg.data_dir) / "manifest.json").is_file():
+        raise FileNotFoundError(f"no prepared audio data in {cfg.data_dir}: run `restore data prepare --out data/` first")
+    run = start_run(cfg, cfg.model)
+    examples_of = Examples(Path(cfg.data_dir), "train", run.rng, cfg)
     val = validation_set(cfg)
     baseline = validate(None, val)
-    print(f"audio inpainter: {count_parameters(net) / 1e6:.2f} M parameters, resuming at step {state['step']}; "
-          f"AR baseline on validation {json.dumps(baseline)}", flush=True)
+    print(f"audio inpainter: {count_parameters(run.net) / 1e6:.2f} M parameters, resuming at step "
+          f"{run.state['step']}; AR baseline on validation {json.dumps(baseline)}", flush=True)
     n = (cfg.crop_frames - 1) * spectral.HOP
-    budget = cfg.wall_clock_minutes * 60
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc="train audio-inpaint", mininterval=10)
-    losses: list[float] = []
-    while state["step"] < cfg.max_steps and state["elapsed"] < budget:
-        tick = time.monotonic()
-        batch = make_batch(train, cfg, n, state["step"])
-        x_t, t, cond, x0 = make_inputs(net, batch, cfg, rng, gen)
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(cfg, state["step"], state["elapsed"] / budget)
-        with autocast(x_t.device, cfg.bf16):
-            x0_hat = net(x_t, t, cond)
-        frame_weight = 1 + cfg.gap_loss_weight * (cond[:, 2:3] > 0).float()
-        loss = (edm_weight(net, t, x0) * frame_weight * (x0_hat.float() - x0).pow(2)).mean()
-        update(run, loss, cfg.ema_decay)
-        state["step"] += 1
-        state["elapsed"] += time.monotonic() - tick
-        losses.append(loss.item())
-        bar.update(1)
-        if state["step"] % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", minutes=f"{state['elapsed'] / 60:.1f}")
-        last = state["step"] >= cfg.max_steps or state["elapsed"] >= budget
-        if state["step"] % cfg.val_every == 0 or last:
-            model = inpaint.InpaintModel(ema.eval(), cfg.version, cfg.inference_steps, cfg.bf16, **card_choices(cfg))
-            metrics = validate(model, val)
-            state["history"].append({"step": state["step"], "elapsed": state["elapsed"],
-                                     "loss": float(np.mean(losses[-cfg.val_every:])), **metrics,
-                                     **{f"ar_{k}": v for k, v in baseline.items()}})
-            print(json.dumps(state["history"][-1]), flush=True)
-            _export(ema, cfg, state)
-        if state["step"] % cfg.checkpoint_every == 0 or last:
-            state["rng"] = rng.bit_generator.state
-            _save_checkpoint(run.folder, net, ema, opt, state)
-    bar.close()
+
+    def examples(step: int) -> Example:
+        return make_inputs(run.net, make_batch(examples_of, cfg, n, step), cfg, run.rng, run.gen)
+
+    def validate_ema(ema: UNetDenoiser) -> dict:
+        model = inpaint.InpaintModel(ema, cfg.version, cfg.inference_steps, cfg.bf16, **card_choices(cfg))
+        return {**validate(model, val), **{f"ar_{k}": v for k, v in baseline.items()}}
+
+    train(run, cfg, examples, validate=validate_ema, export=lambda ema, state: _export(ema, cfg, state),
+          desc="train audio-inpaint")
     return Path(cfg.weights)

@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from restore.errors import InputError
+from restore.mri.volume import DicomSource, Volume
 from restore.outputs import atomic_write_dir
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -36,20 +37,6 @@ POSITION_TOLERANCE_MM = 0.01  # plus 0.1% of the distance: positions are rounded
 SPACING_TOLERANCE = 0.01  # slice gaps may differ from their median by 1%
 READ_ERRORS = (InvalidDicomError, OSError, ValueError, EOFError, AttributeError, KeyError)
 HEADER_TAGS = ["SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "NumberOfFrames"]
-
-
-@dataclass(frozen=True)
-class DicomSource:
-    """Where each slice came from, for writing a derived series with the same geometry.
-
-    ``files[v][k]``: the file of slice ``k`` of volume ``v`` (single-frame series); for a multi-frame
-    file, ``files`` is ``((path,),)`` and ``frames[v][k]`` is the frame index of that slice.
-    """
-
-    files: tuple[tuple[Path, ...], ...]
-    frames: tuple[tuple[int, ...], ...] | None
-    series_uid: str
-    description: str
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -277,7 +264,6 @@ def load_dicom(path: Path | str, *, series_uid: str | None = None):
     :class:`~restore.mri.io.Volume` whose ``data`` is float32 ``(X, Y, Z)`` or ``(X, Y, Z, V)`` in
     real-world units (RescaleSlope/Intercept applied) and whose ``dicom`` says where each slice came from.
     """
-    from restore.mri.io import Volume
 
     path = Path(path)
     files = [path] if path.is_file() else _select(path, series_in(path), series_uid)

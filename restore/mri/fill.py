@@ -195,28 +195,3 @@ def fill_slices(
     result = np.where(known[:, None, None], vol, filled)  # known slices untouched
     mask = np.broadcast_to(~known[:, None, None], vol.shape)
     return FillResult(np.moveaxis(result, 0, axis), np.moveaxis(mask, 0, axis).copy(), t_star)
-
-
-def fill_example(batch, model: UNetDenoiser, rng: np.random.Generator, neighbours: int, start_sigma: float) -> dict:
-    """Training example: the centre slice (plus a random gap around it and sparse drops) is missing."""
-    from restore.mri.train import along_sampler_path
-
-    b, width = batch.clean.shape[:2]
-    known = rng.random((b, width)) >= 0.1
-    lengths = rng.choice([1, 2, 3], size=b, p=[0.5, 0.3, 0.2])
-    for i in range(b):
-        first = neighbours - int(rng.integers(lengths[i]))
-        known[i, first : first + lengths[i]] = False
-    noisy = batch.noisy * 2 - 1
-    slabs = np.stack([interpolate_missing(noisy[i], known[i]) if known[i].any() else np.full_like(noisy[i], -1)
-                      for i in range(b)])
-    slabs = np.where(known[:, :, None, None], noisy, slabs).astype(np.float32)
-    slabs_t = torch.from_numpy(slabs)
-    s_cond = torch.from_numpy(batch.sigma * 2 * rng.uniform(0.9, 1.1, b))
-    cond = fill_condition(slabs_t, torch.from_numpy(known), 0.0)
-    cond[:, -1] = s_cond.view(-1, 1, 1).float()
-    x0 = torch.from_numpy(batch.clean[:, neighbours : neighbours + 1] * 2 - 1)
-    y = slabs_t[:, neighbours : neighbours + 1]
-    t_star = model.schedule.timestep_for_sigma(torch.full((b,), start_sigma, dtype=torch.float64))
-    x_t, t = along_sampler_path(x0, y, torch.zeros(b, dtype=torch.float64), t_star, model.schedule, rng)
-    return {"x_t": x_t, "t": t, "cond": cond, "x0": x0}

@@ -16,40 +16,19 @@ import gzip
 import math
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import nibabel as nib
 import numpy as np
 
 from restore.errors import InputError
+from restore.mri.volume import Volume
 from restore.outputs import atomic_write
-
-if TYPE_CHECKING:
-    from restore.mri.dicom import DicomSource
 
 OutputFormat = Literal["auto", "nifti", "dicom"]
 DEFLATE_MAX_RATIO = 1032  # deflate expands a byte to at most ~1032 (258-byte matches in 2 bits)
 GZIP_SLACK_BYTES = 1 << 16  # header, vox_offset and rounding on top of that ratio
-
-@dataclass(frozen=True)
-class Volume:
-    """``data``: float32 ``(X, Y, Z)`` or ``(X, Y, Z, V)`` in the file's real-world units."""
-
-    data: np.ndarray
-    affine: np.ndarray
-    header: nib.Nifti1Header
-    path: Path
-    slope: float = 1.0  # the file's intensity scaling: real = raw * slope + inter
-    inter: float = 0.0
-    dicom: DicomSource | None = None  # set when the input was a DICOM series (its files, for DICOM output)
-    complex_taken_as_magnitude: bool = False
-
-    @property
-    def on_disk_dtype(self) -> np.dtype:
-        return self.header.get_data_dtype()
-
 
 def _nonfinite_only_in_whole_slices(data: np.ndarray, axis: int) -> bool:
     finite = np.isfinite(np.moveaxis(data, axis, 0)).reshape(data.shape[axis], -1)

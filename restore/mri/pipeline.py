@@ -28,11 +28,11 @@ from restore.mri.quality import foreground_mask, reference_metrics, residual_str
 from restore.mri.refine import PILOT_SHIFT, nonlocal_refine
 from restore.mri.uncertainty import error_std_map
 from restore.outputs import check_output_path, sidecar_path, write_sidecar
-from restore.weights import LoadedModel, load_model
+from restore.provenance import input_digest
+from restore.weights import LoadedModel, load_model, shipped_weights
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODEL = MODEL_DIR / "mri_denoise.safetensors"
-DEFAULT_FILL_MODEL = MODEL_DIR / "mri_fill.safetensors"
+DEFAULT_MODEL = shipped_weights("mri_denoise")
+DEFAULT_FILL_MODEL = shipped_weights("mri_fill")
 DEFAULT_STEPS = 1  # bench/mri_denoise.py --steps 1 2 4 on held-out MNI152: K=1 is best (36.99/36.91/36.81 dB at 3%) and fastest
 FILL_STEPS = 1  # measured on the held-out volume: K=1 27.2 dB, 2: 26.7, 4: 26.1, 8: 25.7 (linear 25.8)
 FILL_ENSEMBLE = 4  # fills averaged per slice (start noise x in-plane flip); measured: see fill_slices
@@ -218,8 +218,6 @@ def restore_nifti(
         save_nifti(companion_path(nifti_base, "filled-mask"), filled_mask.astype(np.float32), volume,
                    dtype="uint8")
         written.append(str(companion_path(nifti_base, "filled-mask")))
-    from restore.api import input_digest
-
     record = {
         "kind": "mri",
         "task": {"denoise": "denoise", "fill": "fill", "auto": "fill+denoise" if filled_mask.any() else "denoise"}[task],

@@ -36,10 +36,9 @@ H_CANDIDATES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.85, 1.0,
 SEARCH = 3  # half-width of the search window with an h per class: 7x7x7 neighbours
 SINGLE_SEARCH = 2  # with one h for the whole volume (small volumes, or h given): 5x5x5, better there (see choose_h)
 PATCH = 3  # patch side for the pilot distance
-# pilot patch distances below this (x sigma^2) count as equal (flat-top kernel). Chosen on Colin27 and
-# the macaque for the one-orientation 2.5D pilot (model card: refine_stage.flat_top_shift); with the
-# 3-orientation pilot it lost 0.38 dB at 3% on MNI152 (38.86 vs 39.24; +0.08 at 9%), so
-# `restore mri --orientations 3` refines with 0
+# pilot patch distances below this (x sigma^2) count as equal (flat-top kernel): chosen on Colin27 and
+# the macaque for the one-orientation 2.5D pilot (bench/mri_refine_shift.py). The 3-orientation pilot
+# is smoother and loses with it (0.38 dB at 3% on MNI152), so `restore mri --orientations 3` refines with 0
 PILOT_SHIFT = 0.05
 N_CLASSES = 5  # strength classes: quantiles of the pilot's local standard deviation in the scored region
 MIN_CLASS_VOXELS = 50_000  # fewer classes when the scored region is small: a class's score stays precise
