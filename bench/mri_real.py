@@ -142,6 +142,8 @@ def quality(scans: list[Scan], sigmas, only) -> None:
             rows = [("noisy", lambda y, s, z: y)]
             if "bm4d" in only:
                 rows.append(("BM4D (true sigma)", lambda y, s, z: run_bm4d(y, s)))
+            if "bm4d-est" in only:  # the sigma restore estimates (added + the scan's own noise)
+                rows.append(("BM4D (restore's sigma)", lambda y, s, z: run_bm4d(y, estimate_rician_sigma(y).sigma)))
             if "nlmeans" in only:
                 rows.append(("NL-means (true sigma)", lambda y, s, z: run_nlmeans(y, s)))
             if "restore" in only:
@@ -259,7 +261,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=4, help="posterior samples (--part uncertainty)")
     ap.add_argument("--scans", nargs="+", help="scan names (default: all)")
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS), help="percent of p99.9")
-    ap.add_argument("--only", nargs="+", choices=["bm4d", "nlmeans", "restore"], default=["bm4d", "nlmeans", "restore"])
+    ap.add_argument("--only", nargs="+", choices=["bm4d", "bm4d-est", "nlmeans", "restore"],
+                    default=["bm4d", "nlmeans", "restore"])
     ap.add_argument("--draws", type=int, default=20, help="noise draws per cell (--part sigma)")
     args = ap.parse_args()
     scans = real_scans(args.scans)

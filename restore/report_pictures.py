@@ -150,12 +150,11 @@ def make_picture(result: FileResult, picture_dir: Path) -> Path | None:
         return target
     title = Path(result.input).name
     if result.kind == "mri":
-        import nibabel as nib
+        from restore.mri.io import load_volume  # NIfTI or a DICOM series, in and out
 
-        image_in = nib.load(result.input)
-        zooms = tuple(float(z) for z in image_in.header.get_zooms()[:3])
-        tiles = mri_tiles(np.asarray(image_in.dataobj, dtype=np.float32),
-                          np.asarray(nib.load(result.output).dataobj, dtype=np.float32), zooms)
+        volume_in = load_volume(result.input, series_uid=(result.record or {}).get("input", {}).get("series_uid"))
+        zooms = tuple(float(z) for z in volume_in.header.get_zooms()[:3])
+        tiles = mri_tiles(volume_in.data, load_volume(result.output).data, zooms)
         image = mosaic(tiles, title, ["input", "output", "difference"], ["sagittal", "coronal", "axial"])
     else:
         import soundfile as sf

@@ -254,3 +254,15 @@ def test_audio_picture_marks_the_listed_regions(tmp_path):
 
     image = np.asarray(Image.open(report_pictures.make_picture(result, tmp_path / "pics")).convert("RGB"))
     assert (image.reshape(-1, 3) == report_pictures.GAP_COLOUR).all(axis=1).sum() >= report_pictures.STRIP_PX
+
+
+def test_picture_of_a_dicom_series_input(tmp_path):
+    """A DICOM series folder as input (restore.mri.dicom) gets its picture too, not a nibabel error."""
+    from dicom_fakes import make_series
+
+    series, out = tmp_path / "series", tmp_path / "series_restored.nii.gz"
+    series.mkdir()
+    make_series(series)
+    flow_fakes.make_mri(out, shape=(16, 16, 6))
+    result = FileResult(input=str(series), output=str(out), kind="mri", status="done", record={"input": {}})
+    assert report.make_picture(result, tmp_path / "pictures").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
