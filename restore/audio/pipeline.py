@@ -13,6 +13,7 @@ clean threshold and its noise floor is smooth (:func:`_needs_denoising`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -46,6 +47,7 @@ METRIC_SECONDS = 600.0  # reference metrics use at most the first 10 minutes
 TASKS = ("auto", "denoise", "fill", "declip")
 PROBE_BLOCKS = 8  # auto: blocks spread over the file whose estimated SNR decides on denoising
 MAX_LISTED_REGIONS = 1000  # the sidecar lists at most this many regions (and counts them all)
+MIN_SECONDS = 0.1  # shorter files are passed through unchanged (the STFTs need ~32 ms either side)
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,6 +103,22 @@ def _metrics_against(reference: Path, noisy: Path, restored: Path, sr: int) -> d
         result[name] = {k: float(np.mean([m[k] for m in per_channel])) for k in per_channel[0]}
     result["seconds"] = min(len(ref), limit) / sr
     return result
+
+
+def _pass_through_reason(info: io.AudioInfo, found: repair.Scan) -> str | None:
+    """Why the file is copied unchanged (a batch of tapes holds silent sides and stubs), or None.
+
+    A silent or too-short file that holds NaN/Inf cannot be copied into an integer format: InputError."""
+    reason = None
+    if found.silent:
+        reason = f"silent (peak {found.peak:.2g} < {io.SILENCE_PEAK:g} full scale): passed through unchanged"
+    elif info.seconds < MIN_SECONDS:
+        reason = (f"too short to restore ({info.frames} frames, {info.seconds * 1000:.1f} ms < "
+                  f"{MIN_SECONDS * 1000:.0f} ms): passed through unchanged")
+    if reason and found.nonfinite:
+        raise InputError(f"{info.path.name} is {reason.split(':')[0]} and holds {found.nonfinite} NaN or infinite "
+                         "samples, which cannot be filled from it")
+    return reason
 
 
 def _needs_denoising(info: io.AudioInfo, read, model: AudioModel) -> tuple[bool, dict]:
@@ -167,10 +185,18 @@ def restore_audio(
     check_output_path(input_path, output_path, overwrite=overwrite)
     info = io.load_info(input_path)
     fmt = io.output_format(info, output_path)
+    found = repair.scan(info)
+    notes = []
+    if found.frames < info.frames:  # libsndfile trusts some headers; the decoded length is the truth
+        notes.append(f"the header declares {info.frames} frames, {found.frames} could be decoded: "
+                     f"restored those")
+        info = dataclasses.replace(info, frames=found.frames)
     if reference is not None:
         _check_reference(Path(reference), info)
-    found = repair.scan(info)
-    regions = repair.detect(info, found, task=task, marked=marked)
+    passed = _pass_through_reason(info, found)
+    if passed:
+        notes.append(passed)
+    regions = [] if passed else repair.detect(info, found, task=task, marked=marked)
     dev = resolve_device(device)
     fills = repair.Fills()
     inpainter = None
@@ -185,8 +211,8 @@ def restore_audio(
     # fill/declip never run the denoiser: its card's version is enough for the record
     model = cached_denoiser(str(weights), str(dev)) if task in ("auto", "denoise") else None
     denoise_version = model.version if model else json.loads(card_path(Path(weights)).read_text())["version"]
-    denoise, probe = (task == "denoise", None)
-    if task == "auto":
+    denoise, probe = (task == "denoise" and not passed, None)
+    if task == "auto" and not passed:
         denoise, probe = _needs_denoising(info, read, model)
     steps_used = (model.default_steps if steps is None else steps) if denoise else None
     # a declipped peak above full scale cannot be stored in fixed point: scale the whole output down
@@ -243,6 +269,8 @@ def restore_audio(
         metrics |= {"estimated_snr_db_before": weighted(snr_before), "estimated_snr_db_after": weighted(snr_after)}
     if probe is not None:
         metrics["auto_probe"] = probe
+    if notes:
+        metrics["notes"] = notes
     if reference is not None:
         metrics["reference"] = _metrics_against(Path(reference), input_path, output_path, info.sr)
     counts = {k: sum(1 for r in regions if r.kind == k) for k in ("dropout", "nan", "marked", "clipped")}

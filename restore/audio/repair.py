@@ -36,15 +36,23 @@ class Scan:
     peak: float
     extremes: np.ndarray  # (channels, 2): max and min of the finite samples
     nonfinite: int
+    frames: int  # frames actually decoded (a header can declare more than the file holds)
+
+    @property
+    def silent(self) -> bool:
+        """Every finite sample below :data:`io.SILENCE_PEAK` (-120 dBFS)."""
+        return self.peak < io.SILENCE_PEAK
 
 
 def scan(info: io.AudioInfo) -> Scan:
-    """Pass 1 over the file; an unreadable or all-silent file is an InputError."""
-    peak, nonfinite = 0.0, 0
+    """Pass 1 over the file (blocks of at most ~2^18 samples); an undecodable file is an InputError."""
+    peak, nonfinite, frames = 0.0, 0, 0
     extremes = np.stack([np.full(info.channels, -np.inf), np.full(info.channels, np.inf)], axis=1)
     try:
         with sf.SoundFile(str(info.path)) as f:
-            for block in f.blocks(blocksize=io.SCAN_FRAMES, dtype="float32", always_2d=True):
+            for block in f.blocks(blocksize=max(1 << 12, io.SCAN_FRAMES // info.channels), dtype="float32",
+                                  always_2d=True):
+                frames += block.shape[0]
                 finite = np.isfinite(block)
                 nonfinite += int((~finite).sum())
                 clean = np.where(finite, block, 0.0)
@@ -52,10 +60,10 @@ def scan(info: io.AudioInfo) -> Scan:
                 extremes[:, 0] = np.maximum(extremes[:, 0], np.where(finite, block, -np.inf).max(axis=0))
                 extremes[:, 1] = np.minimum(extremes[:, 1], np.where(finite, block, np.inf).min(axis=0))
     except sf.LibsndfileError as e:
-        raise InputError(f"cannot decode {info.path.name} ({e})") from None
-    if peak < io.SILENCE_PEAK:
-        raise InputError(f"{info.path.name} is silent (peak {peak:.2g} < {io.SILENCE_PEAK:g}): nothing to restore")
-    return Scan(peak, extremes, nonfinite)
+        raise InputError(f"cannot decode {info.path.name} ({e}); its header may not match its data") from None
+    if frames == 0:
+        raise InputError(f"{info.path.name} declares {info.frames} frames but holds none that can be decoded")
+    return Scan(peak, extremes, nonfinite, min(frames, info.frames))
 
 
 def detect(info: io.AudioInfo, found: Scan, *, task: str,
