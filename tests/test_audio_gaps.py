@@ -188,7 +188,7 @@ def test_fill_keeps_every_sample_outside_the_regions_bit_identical(tmp_path, tin
         unknown[r["start"] : r["stop"]] = True
     assert np.array_equal(a[~unknown], b[~unknown])
     assert np.count_nonzero(b[8000:8800]) > 700 and np.count_nonzero(b[30000:31600]) > 1500
-    assert record["regions"]["counts"] == {"dropout": 2, "nan": 0, "marked": 1, "clipped": 0}
+    assert record["regions"]["counts"] == {"dropout": 2, "nan": 0, "marked": 1, "clipped": 0, "click": 0}
     assert not record["params"]["denoised"] and record["inpaint_model"]["version"] == "test"
     assert src.read_bytes() == before
     assert json.loads((tmp_path / "out.json").read_text())["regions"]["filled_seconds"] == pytest.approx(
@@ -545,3 +545,47 @@ def test_long_regions_get_a_lower_ar_order_so_their_cost_stays_bounded():
         order = gap_ar_order(unknown)
         assert ar.DEFAULT_ORDER <= order < GAP_AR_ORDER
         assert unknown * order**2 <= full_cost or order == ar.DEFAULT_ORDER
+
+
+def steady_tone(seconds: float, sr: int, freq: float = 523.25, amp: float = 0.4) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * (np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t))).astype(np.float32)
+
+
+def on_grid(x: np.ndarray, bits: int) -> np.ndarray:
+    step = 2.0 ** (1 - bits)
+    return (np.round(x / step) * step).astype(np.float32)
+
+
+def test_plateaus_of_a_coarse_grid_are_not_clipping_but_clipping_on_it_is():
+    x = on_grid(steady_tone(1.0, 44100), 8)  # the top value repeats for ~5 samples at every peak
+    lsb = 1 / 128
+    assert gaps.clip_levels(x, lsb=lsb) == (None, None)
+    assert gaps.clip_levels(x) != (None, None)  # judged on a 16-bit grid, the repeats look like plateaus
+    clipped = on_grid(np.clip(steady_tone(1.0, 44100), -0.35, 0.35), 8)
+    pos, neg = gaps.clip_levels(clipped, lsb=lsb)
+    assert pos == pytest.approx(0.35, abs=lsb) and neg == pytest.approx(-0.35, abs=lsb)
+
+
+def test_an_8_bit_pause_is_not_a_dropout_but_a_cut_is():
+    sr = 16000
+    t = np.arange(sr) / sr
+    phrase = 0.4 * np.sin(2 * np.pi * 200 * t) * np.sin(np.pi * t) ** 2 + 0.01 * np.sin(2 * np.pi * 3100 * t)
+    x = on_grid(np.concatenate([phrase, np.zeros(int(0.3 * sr)), phrase]), 8)
+    assert gaps.find_dropouts(x, sr, lsb=1 / 128) == []
+    cut = x.copy()
+    cut[8000:8800] = 0.0  # 50 ms out of the loud middle of the first phrase
+    (found,) = gaps.find_dropouts(cut, sr, lsb=1 / 128)
+    assert found.start == 8000 and 8800 <= found.stop <= 8802  # a neighbouring sample may round to 0 too
+
+
+@pytest.mark.parametrize("subtype,bits,lsb", [("PCM_U8", 8, 1 / 128), ("PCM_16", 16, 1 / 32768),
+                                               ("PCM_16", 8, 1 / 128), ("FLOAT", 24, 1 / 32768)])
+def test_scan_finds_the_grid_of_the_samples(tmp_path, subtype, bits, lsb):
+    import soundfile as sf
+
+    from restore.audio import io, repair
+
+    x = steady_tone(0.5, 16000) + 0.01 * np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    sf.write(tmp_path / "x.wav", on_grid(x, bits), 16000, subtype=subtype)
+    assert repair.scan(io.load_info(tmp_path / "x.wav")).lsb == pytest.approx(lsb)

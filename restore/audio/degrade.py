@@ -1,7 +1,9 @@
 """Synthetic degradations for training, tests and the benchmark: mixing at a chosen SNR, coloured
-noise, mains hum and hiss. All randomness comes from an explicit ``numpy.random.Generator``."""
+noise, mains hum, hiss, tape hiss and vinyl crackle. All randomness comes from an explicit ``numpy.random.Generator``."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,3 +93,54 @@ def resample_linear(x: np.ndarray, n: int) -> np.ndarray:
     """``x`` stretched or squeezed to ``n`` samples by linear interpolation (speed and pitch change
     together; used on training noise, where the aliasing of a squeeze is only more noise)."""
     return np.interp(np.linspace(0, x.size - 1, n), np.arange(x.size), x).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Crackle:
+    """``samples``: the input with clicks added (same shape and dtype); ``mask``: True on every
+    sample a click touched."""
+
+    samples: np.ndarray
+    mask: np.ndarray
+
+
+def add_crackle(samples: np.ndarray, sr: int, rng: np.random.Generator, *, crackle_per_s: float = 30.0,
+                clicks_per_s: float = 1.0, level: float = 1.0) -> Crackle:
+    """Vinyl surface crackle and clicks on ``samples: (L,)`` or ``(L, C)`` (the same on every channel,
+    as a groove defect is). Crackle: many small impulses of 0.05-0.5 ms; clicks: rarer ones of
+    0.3-3 ms; each a decaying, band-pass-ish noise burst of random sign. Peak amplitudes are
+    log-uniform in [0.3, 3] x (crackle) and [1, 8] x (clicks) the RMS of ``samples``, times ``level``.
+    """
+    x = np.asarray(samples)
+    n = x.shape[0]
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) or 0.01
+    burst = np.zeros(n)
+    mask = np.zeros(n, bool)
+    kinds = ((crackle_per_s, (0.05e-3, 0.5e-3), (0.3, 3.0)), (clicks_per_s, (0.3e-3, 3e-3), (1.0, 8.0)))
+    for rate, (d_lo, d_hi), (a_lo, a_hi) in kinds:
+        for at in rng.integers(0, n, rng.poisson(rate * n / sr)):
+            length = max(1, int(np.exp(rng.uniform(np.log(d_lo), np.log(d_hi))) * sr))
+            stop = min(n, at + length)
+            t = np.arange(stop - at)
+            shape = rng.standard_normal(t.size) * np.exp(-3.0 * t / max(1, t.size))
+            shape[0] = abs(shape[0]) + 1.0  # a sharp leading edge
+            peak = level * rms * np.exp(rng.uniform(np.log(a_lo), np.log(a_hi)))
+            burst[at:stop] += rng.choice([-1.0, 1.0]) * peak * shape / np.abs(shape).max()
+            mask[at:stop] = True
+    out = x + (burst[:, None] if x.ndim == 2 else burst)
+    return Crackle(out.astype(x.dtype), mask)
+
+
+def tape_hiss(n: int, sr: int, rng: np.random.Generator, *, drift_db: float = 3.0) -> np.ndarray:
+    """Tape hiss: white noise shaped by a +6..+12 dB shelf above 2-5 kHz, its level drifting slowly
+    (a random walk of about ``drift_db`` dB over the clip, knots every ~2 s); unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    corner, lift = rng.uniform(2000.0, 5000.0), 10 ** (rng.uniform(6.0, 12.0) / 20)
+    shelf = 1 + (lift - 1) * (f / corner) ** 2 / (1 + (f / corner) ** 2)
+    noise = np.fft.irfft(spectrum * shelf, n)
+    knots = np.cumsum(rng.standard_normal(max(2, int(n / sr / 2) + 2)))
+    knots = drift_db * (knots - knots.mean()) / (np.ptp(knots) + 1e-12)
+    envelope = 10 ** (np.interp(np.linspace(0, knots.size - 1, n), np.arange(knots.size), knots) / 20)
+    out = noise * envelope
+    return (out / (out.std() + 1e-12)).astype(np.float32)

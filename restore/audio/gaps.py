@@ -8,7 +8,11 @@ neither edge falls towards digital silence (both above :data:`FLOOR_LSB`; a nois
 suddenly drops to exact zeros). A clean recording that fades into silence between phrases has
 edges of a few LSB on both sides and is left alone. A *clipped run* is at least :data:`MIN_CLIP_RUN` samples
 at the channel's extreme value, when that value is full scale or a plateau the signal keeps
-hitting (:func:`clip_levels`).
+hitting (:func:`clip_levels`), and that value holds far more samples than the quantisation levels just
+inside it (:data:`SPIKE_RATIO`): on a coarse grid (an 8-bit transfer) a steady tone's peaks repeat the
+top value for several samples without any clipping, but clipping piles samples up at one level.
+``lsb`` is the file's grid step (its smallest sample spacing, never finer than 16-bit's); the
+dropout floors scale with it, since an 8-bit recording rounds its quiet passages to exact zeros.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ CONFIDENT_SECONDS = 0.3  # longer gaps are filled but flagged low-confidence
 MIN_CLIP_RUN = 2
 FULL_SCALE = 1.0 - 2.0 / 32768
 PLATEAU_MIN_SAMPLES = 8  # samples at the extreme (in runs >= MIN_CLIP_RUN) that make it a plateau
+SPIKE_LEVELS = 4  # the grid levels just inside an extreme that it is compared with
+SPIKE_RATIO = 3.0  # a clip level holds this many times more samples than each of those levels on average
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Region:
     channel: int
     start: int
     stop: int
-    kind: str  # "dropout" | "nan" | "marked" | "clipped"
+    kind: str  # "dropout" | "nan" | "marked" | "clipped" | "click" (restore.audio.declick)
     level: float = 0.0
 
     def seconds(self, sr: int) -> float:
@@ -99,8 +105,10 @@ def _loud_level(x: np.ndarray, sr: int) -> float:
     return float(np.percentile(frames, 90))
 
 
-def find_dropouts(x: np.ndarray, sr: int, channel: int = 0, offset: int = 0) -> list[Region]:
-    """Dropouts in one channel ``x: (L,)`` (NaN counts as non-silent here; see :func:`find_nan`)."""
+def find_dropouts(x: np.ndarray, sr: int, channel: int = 0, offset: int = 0, *, lsb: float = SILENCE) -> list[Region]:
+    """Dropouts in one channel ``x: (L,)`` (NaN counts as non-silent here; see :func:`find_nan`);
+    ``lsb``: the file's grid step (the edge floors are counted in it)."""
+    lsb = max(lsb, SILENCE)
     silent = np.abs(np.nan_to_num(x, nan=1.0)) <= SILENCE
     edge, around = max(1, int(EDGE_SECONDS * sr)), int(AROUND_SECONDS * sr)
     out = []
@@ -111,8 +119,8 @@ def find_dropouts(x: np.ndarray, sr: int, channel: int = 0, offset: int = 0) -> 
         context = np.concatenate([x[max(0, start - around) : start], x[stop : stop + around]])
         loud = _loud_level(np.nan_to_num(context), sr)
         edges = (_rms(np.nan_to_num(before)), _rms(np.nan_to_num(after)))
-        cut = max(edges) >= max(ACTIVE_RATIO * loud, ACTIVE_LSB / 2 * SILENCE)
-        if loud >= ACTIVE_LSB * SILENCE and (min(edges) > FLOOR_LSB * SILENCE or cut):
+        cut = max(edges) >= max(ACTIVE_RATIO * loud, ACTIVE_LSB / 2 * SILENCE, 2 * FLOOR_LSB * lsb)
+        if loud >= ACTIVE_LSB * SILENCE and (min(edges) > FLOOR_LSB * lsb or cut):
             out.append(Region(channel, offset + int(start), offset + int(stop), "dropout"))
     return out
 
@@ -121,13 +129,9 @@ def find_nan(x: np.ndarray, channel: int = 0, offset: int = 0) -> list[Region]:
     return [Region(channel, offset + int(a), offset + int(b), "nan") for a, b in runs(~np.isfinite(x))]
 
 
-def clip_levels(x: np.ndarray) -> tuple[float | None, float | None]:
-    """The positive and negative clip levels of one channel, or None where it is not clipped.
-
-    A level is the channel's extreme value when the signal sits there for runs of
-    >= :data:`MIN_CLIP_RUN` samples, at full scale or (a plateau) for >= :data:`PLATEAU_MIN_SAMPLES`
-    samples in all.
-    """
+def clip_levels(x: np.ndarray, *, lsb: float = SILENCE) -> tuple[float | None, float | None]:
+    """The positive and negative clip levels of one channel ``x: (L,)``, or None where it is not clipped
+    (see :func:`is_clip_level`; ``lsb`` is the grid step)."""
     finite = x[np.isfinite(x)]
     if finite.size == 0:
         return None, None
@@ -139,14 +143,27 @@ def clip_levels(x: np.ndarray) -> tuple[float | None, float | None]:
         at = runs(x == extreme)
         long = at[(at[:, 1] - at[:, 0]) >= MIN_CLIP_RUN]
         count = int((long[:, 1] - long[:, 0]).sum()) if long.size else 0
-        levels.append(extreme if is_clip_level(extreme, count) else None)
+        inside = near_level_count(finite, extreme, lsb)
+        levels.append(extreme if is_clip_level(extreme, count, inside, lsb=lsb) else None)
     return levels[0], levels[1]
 
 
-def is_clip_level(level: float, count: int) -> bool:
-    """A channel extreme held for ``count`` samples (in runs >= :data:`MIN_CLIP_RUN`) is a clip level
-    when it is full scale or a plateau of >= :data:`PLATEAU_MIN_SAMPLES` samples."""
-    return count > 0 and (abs(level) >= FULL_SCALE or count >= PLATEAU_MIN_SAMPLES)
+def near_level_count(x: np.ndarray, level: float, lsb: float) -> int:
+    """Samples of ``x`` within :data:`SPIKE_LEVELS` grid steps inside ``level`` (towards zero), ``level`` excluded."""
+    lsb = max(lsb, SILENCE)
+    if level > 0:
+        return int(((x < level) & (x >= level - SPIKE_LEVELS * lsb * (1 + 1e-6))).sum())
+    return int(((x > level) & (x <= level + SPIKE_LEVELS * lsb * (1 + 1e-6))).sum())
+
+
+def is_clip_level(level: float, count: int, inside: int = 0, *, lsb: float = SILENCE) -> bool:
+    """A channel extreme held for ``count`` samples (in runs >= :data:`MIN_CLIP_RUN`) is a clip level when
+    it is full scale (within a grid step) or a plateau of >= :data:`PLATEAU_MIN_SAMPLES` samples, and
+    ``count`` is >= :data:`SPIKE_RATIO` times the mean count of the :data:`SPIKE_LEVELS` grid levels
+    just inside it (``inside`` samples in all)."""
+    full = abs(level) >= min(FULL_SCALE, 1.0 - 2 * max(lsb, SILENCE))
+    spike = count >= SPIKE_RATIO * inside / SPIKE_LEVELS
+    return count > 0 and (full or count >= PLATEAU_MIN_SAMPLES) and spike
 
 
 def find_clipped(x: np.ndarray, levels: tuple[float | None, float | None], channel: int = 0,

@@ -18,6 +18,8 @@ from restore.errors import InputError
 FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
 SILENCE_PEAK = 1e-6  # a file whose peak stays below this (-120 dBFS) is "all silent"
 SCAN_FRAMES = 1 << 18
+MAX_CHANNELS = 64  # more is refused: a hostile header could ask for 1024 channels of 2^18-frame blocks
+MIN_SR, MAX_SR = 1_000, 768_000  # Hz; below 1 kHz a 16 kHz model rate would resample one sample into >16
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ def load_info(path: Path) -> AudioInfo:
         raise InputError(f"cannot read {path.name} as audio ({e}); expected WAV, FLAC, OGG or MP3") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise InputError(f"{path.name} holds no audio samples (empty file)")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise InputError(f"{path.name} declares {info.channels} channels (1..{MAX_CHANNELS} are supported)")
+    if not MIN_SR <= info.samplerate <= MAX_SR:
+        raise InputError(f"{path.name} declares a sample rate of {info.samplerate} Hz "
+                         f"({MIN_SR}..{MAX_SR} Hz are supported)")
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.format, info.subtype)
 
 

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from restore.audio import gaps, io
+from restore.audio import declick, gaps, io
 from restore.audio.inpaint import InpaintModel, fill_samples
 from restore.device import single_threaded_blas
 from restore.errors import InputError
@@ -28,7 +28,7 @@ CONTEXT_SECONDS = 0.5  # input on each side of a region that the fill sees
 MAX_JOB_SECONDS = 4.0  # a chain of nearby regions is split into jobs of about this length
 MAX_UNKNOWN_SHARE = 0.5  # more unknown than this in a file is refused (nothing left to fill from)
 FILL_KINDS = {"fill": ("dropout", "nan", "marked"), "declip": ("clipped",), "denoise": (),
-              "auto": ("dropout", "nan", "marked", "clipped")}
+              "auto": ("dropout", "nan", "marked", "clipped", "click")}
 
 
 @dataclass
@@ -36,26 +36,46 @@ class Scan:
     peak: float
     extremes: np.ndarray  # (channels, 2): max and min of the finite samples
     nonfinite: int
+    frames: int  # frames actually decoded (a header can declare more than the file holds)
+    lsb: float = gaps.SILENCE  # the grid step of the samples (1/128 for 8-bit), never below 16-bit's
+
+    @property
+    def silent(self) -> bool:
+        """Every finite sample below :data:`io.SILENCE_PEAK` (-120 dBFS)."""
+        return self.peak < io.SILENCE_PEAK
 
 
 def scan(info: io.AudioInfo) -> Scan:
-    """Pass 1 over the file; an unreadable or all-silent file is an InputError."""
-    peak, nonfinite = 0.0, 0
+    """Pass 1 over the file (blocks of at most ~2^18 samples); an undecodable file is an InputError."""
+    peak, nonfinite, frames, grid = 0.0, 0, 0, 0  # grid: gcd of the samples in 16-bit steps, 1 once finer
     extremes = np.stack([np.full(info.channels, -np.inf), np.full(info.channels, np.inf)], axis=1)
     try:
         with sf.SoundFile(str(info.path)) as f:
-            for block in f.blocks(blocksize=io.SCAN_FRAMES, dtype="float32", always_2d=True):
+            for block in f.blocks(blocksize=max(1 << 12, io.SCAN_FRAMES // info.channels), dtype="float32",
+                                  always_2d=True):
+                frames += block.shape[0]
                 finite = np.isfinite(block)
                 nonfinite += int((~finite).sum())
                 clean = np.where(finite, block, 0.0)
                 peak = max(peak, float(np.abs(clean).max(initial=0.0)))
                 extremes[:, 0] = np.maximum(extremes[:, 0], np.where(finite, block, -np.inf).max(axis=0))
                 extremes[:, 1] = np.minimum(extremes[:, 1], np.where(finite, block, np.inf).min(axis=0))
+                if grid != 1:
+                    grid = _grid_steps(clean, grid)
     except sf.LibsndfileError as e:
-        raise InputError(f"cannot decode {info.path.name} ({e})") from None
-    if peak < io.SILENCE_PEAK:
-        raise InputError(f"{info.path.name} is silent (peak {peak:.2g} < {io.SILENCE_PEAK:g}): nothing to restore")
-    return Scan(peak, extremes, nonfinite)
+        raise InputError(f"cannot decode {info.path.name} ({e}); its header may not match its data") from None
+    if frames == 0:
+        raise InputError(f"{info.path.name} declares {info.frames} frames but holds none that can be decoded")
+    return Scan(peak, extremes, nonfinite, min(frames, info.frames), max(grid, 1) * gaps.SILENCE)
+
+
+def _grid_steps(block: np.ndarray, grid: int) -> int:
+    """The gcd of ``grid`` and the samples of ``block`` in 16-bit steps (1 if any lies off that grid)."""
+    steps = block * 32768.0  # exact in float32: a power of two
+    ints = np.rint(steps)
+    if not np.array_equal(ints, steps):
+        return 1
+    return int(np.gcd.reduce(np.abs(ints.astype(np.int64)).ravel(), initial=grid))
 
 
 def detect(info: io.AudioInfo, found: Scan, *, task: str,
@@ -66,6 +86,7 @@ def detect(info: io.AudioInfo, found: Scan, *, task: str,
         raise InputError(f"{info.path.name} contains {found.nonfinite} NaN or infinite samples "
                          f"(--task {task} does not fill them; use --task auto or fill)")
     regions: list[gaps.Region] = []
+    inside = np.zeros((info.channels, 2), np.int64)  # samples just inside each extreme (gaps.near_level_count)
     if kinds:
         block, margin = int(BLOCK_SECONDS * info.sr), int((gaps.AROUND_SECONDS + gaps.MAX_DROPOUT_SECONDS) * info.sr)
         for start in range(0, info.frames, block):
@@ -74,17 +95,23 @@ def detect(info: io.AudioInfo, found: Scan, *, task: str,
             x = io.read_block(info, lo, hi)
             for c in range(info.channels):
                 if "dropout" in kinds:
-                    regions += [r for r in gaps.find_dropouts(x[:, c], info.sr, c, lo) if start <= r.start < stop]
+                    regions += [r for r in gaps.find_dropouts(x[:, c], info.sr, c, lo, lsb=found.lsb)
+                                if start <= r.start < stop]
                 if "nan" in kinds:
                     regions += gaps.find_nan(x[:, c], c, lo)
+                if "click" in kinds:
+                    own = x[start - lo : stop - lo, c]
+                    regions += declick.find_clicks(own, info.sr, c, start, lsb=found.lsb)
                 if "clipped" in kinds:
                     regions += gaps.find_clipped(x[:, c], tuple(found.extremes[c]), c, lo)
+                    own = x[start - lo : stop - lo, c]
+                    inside[c] += [gaps.near_level_count(own, level, found.lsb) for level in found.extremes[c]]
     if "clipped" in kinds:
         regions = [r for r in regions if r.kind != "clipped"] + _confirmed_clipping(
-            [r for r in gaps.merge(regions) if r.kind == "clipped"])
+            [r for r in gaps.merge(regions) if r.kind == "clipped"], found, inside)
     if marked:
         regions += gaps.marked_regions(marked, info.sr, info.frames, info.channels)
-    regions = gaps.merge(regions)
+    regions = _clicks_apart(gaps.merge(regions))
     unknown = sum(r.stop - r.start for r in regions)
     if unknown > MAX_UNKNOWN_SHARE * info.frames * info.channels:
         raise InputError(f"{info.path.name}: {unknown / (info.frames * info.channels):.0%} of the samples would have "
@@ -92,12 +119,32 @@ def detect(info: io.AudioInfo, found: Scan, *, task: str,
     return regions
 
 
-def _confirmed_clipping(candidates: list[gaps.Region]) -> list[gaps.Region]:
-    """Keep a channel's clipped runs at a level only if it is full scale or a plateau (see :mod:`gaps`)."""
+def _clicks_apart(regions: list[gaps.Region]) -> list[gaps.Region]:
+    """``regions`` without the clicks that overlap another region of their channel (a dropout's edge
+    or a clipped peak reads as impulsive too; that region's own fill covers it)."""
+    spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for c in {r.channel for r in regions}:
+        others = sorted((r.start, r.stop) for r in regions if r.channel == c and r.kind != "click")
+        starts = np.array([a for a, _ in others], np.int64)
+        reach = np.maximum.accumulate(np.array([b for _, b in others], np.int64)) if others else starts
+        spans[c] = (starts, reach)  # reach[i]: the furthest stop among the first i + 1 others
+
+    def free(r: gaps.Region) -> bool:
+        starts, reach = spans[r.channel]
+        i = int(np.searchsorted(starts, r.stop))  # others that start before the click ends
+        return i == 0 or reach[i - 1] <= r.start
+
+    return [r for r in regions if r.kind != "click" or free(r)]
+
+
+def _confirmed_clipping(candidates: list[gaps.Region], found: Scan, inside: np.ndarray) -> list[gaps.Region]:
+    """Keep a channel's clipped runs at a level only if it is a clip level (:func:`gaps.is_clip_level`:
+    full scale or a plateau, and a spike over the grid levels just inside it)."""
     out = []
-    for key in {(r.channel, r.level) for r in candidates}:
-        runs = [r for r in candidates if (r.channel, r.level) == key]
-        if gaps.is_clip_level(key[1], sum(r.stop - r.start for r in runs)):
+    for c, level in {(r.channel, r.level) for r in candidates}:
+        runs = [r for r in candidates if (r.channel, r.level) == (c, level)]
+        near = int(inside[c, 0 if level > 0 else 1])
+        if gaps.is_clip_level(level, sum(r.stop - r.start for r in runs), near, lsb=found.lsb):
             out += runs
     return out
 
@@ -185,6 +232,12 @@ def _fill_regions(info: io.AudioInfo, regions: list[gaps.Region], model: Inpaint
                 a, b = max(r.start, lo) - lo, min(r.stop, hi) - lo
                 known[a:b] = False
                 levels[a:b] = r.level
+        if all(r.kind == "click" for r in group):  # short impulses: a local LSAR fill, no network
+            filled = declick.fill_clicks(np.where(known, x, 0.0), known, info.sr)
+            for r in group:
+                fills.add(c, r.start, filled[r.start - lo : r.stop - lo].astype(np.float32))
+            bar.update(1)
+            continue
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
         def on_gain(a: int, b: int, beta: float, c: int = c, lo: int = lo) -> None:
             fills.gains[(c, lo + a, lo + b)] = round(beta, 3)
