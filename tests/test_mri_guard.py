@@ -4,8 +4,8 @@ and its QC number flags over-smoothing."""
 import numpy as np
 from scipy import ndimage
 
-from restore.mri.guard import residual_feedback, rician_mean
-from restore.mri.noise import add_rician_noise
+from restore.mri.guard import residual_feedback
+from restore.mri.noise import add_rician_noise, rician_mean
 from restore.mri.pipeline import OVER_SMOOTHING_SHARE
 from restore.mri.quality import foreground_mask
 

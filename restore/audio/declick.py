@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import median_filter
-from scipy.signal import lfilter
 
 from restore.audio import ar, gaps
 
@@ -45,6 +44,8 @@ def residuals(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     block of :data:`BLOCK_SECONDS` (on it and one more on either side); the scale is 1.4826 x the
     median over :data:`SCALE_SPAN` pieces of :data:`PIECE_SECONDS` around each sample of the pieces'
     median ``|e|``, so a click (<= 2 pieces) does not raise it and a note's onset does, at once."""
+    from scipy.signal import lfilter  # here, not at import: scipy.signal costs ~0.7 s to load
+
     x = np.nan_to_num(np.asarray(x, np.float64))
     n = x.size
     block = max(4 * ORDER, int(BLOCK_SECONDS * sr))

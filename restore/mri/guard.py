@@ -31,7 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage
+
+from restore.mri.noise import rician_mean
 
 SCALES = (0.75, 1.5)  # Gaussian widths of the local means, in units of the finest voxel side: lesions of ~2-6 voxels
 Z_LOW, Z_HIGH = 1.25, 3.0  # hysteresis: a region above Z_LOW is given back if it reaches Z_HIGH
@@ -43,14 +45,6 @@ class GuardResult:
     data: np.ndarray  # guarded volume, same shape and units
     share_structured: float  # foreground share where the residual held structure (|z| > Z_HIGH)
     share_given_back: float  # mean weight over the foreground
-
-
-def rician_mean(x0: np.ndarray, sigma: float) -> np.ndarray:
-    """E[y] of Rician magnitudes with signal ``x0 >= 0`` and noise ``sigma``:
-    sigma sqrt(pi / 2) L_{1/2}(-x0^2 / (2 sigma^2)) (Gudbjartsson & Patz 1995)."""
-    x = -0.5 * (np.maximum(x0, 0).astype(np.float64) / sigma) ** 2
-    laguerre = (1 - x) * special.i0e(-x / 2) - x * special.i1e(-x / 2)
-    return (sigma * np.sqrt(np.pi / 2) * laguerre).astype(np.float32)
 
 
 def _widths(scale: float, zooms: tuple[float, ...], shape: tuple[int, ...]) -> list[float]:

@@ -43,28 +43,20 @@ def _pairs(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take(a, np.arange(0, a.shape[axis], 2), axis=axis), np.take(a, np.arange(1, a.shape[axis], 2), axis=axis)
 
 
-def _block_grid(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _block_grid(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per 2x2(x2) block, on the grid of blocks: the finest diagonal Haar detail, the block mean,
-    the block mean of squares, and whether the block is constant (masked or saturated voxels).
-    Haar is orthogonal, so for Gaussian noise the detail is independent of the means."""
+    and whether the block is constant (masked or saturated voxels). Haar is orthogonal, so for
+    Gaussian noise the detail is independent of the means."""
     dims = [d for d in range(data.ndim) if data.shape[d] >= 2]
     cut = tuple(slice(0, (n // 2) * 2) if d in dims else slice(None) for d, n in enumerate(data.shape))
     x = data[cut].astype(np.float64)
-    detail, mean, square, low, high = x, x, x * x, x, x
+    detail, mean, low, high = x, x, x, x
     for d in dims:
         a, b = _pairs(detail, d)
         detail = (a - b) / np.sqrt(2)
         mean = sum(_pairs(mean, d)) / 2
-        square = sum(_pairs(square, d)) / 2
         low, high = np.minimum(*_pairs(low, d)), np.maximum(*_pairs(high, d))
-    return detail, mean, square, low == high
-
-
-def _haar_blocks(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 2x2(x2) block (flattened): the finest diagonal Haar detail, the block mean and the
-    gradient magnitude of the block means."""
-    detail, mean, _, _ = _block_grid(data)
-    return detail.ravel(), mean.ravel(), _gradient(mean).ravel()
+    return detail, mean, low == high
 
 
 def _gradient(grid: np.ndarray) -> np.ndarray:
@@ -74,13 +66,24 @@ def _gradient(grid: np.ndarray) -> np.ndarray:
     return np.sqrt(sum(g**2 for g in grads))
 
 
-def _rician_std_factor(snr: np.ndarray) -> np.ndarray:
-    """std of Rician(A, sigma) / sigma for ``snr = A / sigma`` (Gudbjartsson & Patz 1995):
-    var / sigma^2 = 2 + snr^2 - (pi / 2) L_{1/2}(-snr^2 / 2)^2, with the Laguerre function written
-    through exponentially scaled Bessel functions so large SNR does not overflow."""
+def _laguerre_half(snr: np.ndarray) -> np.ndarray:
+    """L_{1/2}(-snr^2 / 2), the Laguerre function in the Rician moments (Gudbjartsson & Patz 1995),
+    written through exponentially scaled Bessel functions so large SNR does not overflow (float64)."""
     x = -0.5 * np.asarray(snr, dtype=np.float64) ** 2
-    laguerre = (1 - x) * special.i0e(-x / 2) - x * special.i1e(-x / 2)
-    return np.sqrt(np.maximum(2 + 2 * -x - np.pi / 2 * laguerre**2, 0))
+    return (1 - x) * special.i0e(-x / 2) - x * special.i1e(-x / 2)
+
+
+def rician_mean(x0: np.ndarray, sigma: float) -> np.ndarray:
+    """E[y] of Rician magnitudes with signal ``x0 >= 0`` and noise ``sigma`` (float32):
+    sigma sqrt(pi / 2) L_{1/2}(-x0^2 / (2 sigma^2))."""
+    return (sigma * np.sqrt(np.pi / 2) * _laguerre_half(np.maximum(x0, 0).astype(np.float64) / sigma)).astype(np.float32)
+
+
+def _rician_std_factor(snr: np.ndarray) -> np.ndarray:
+    """std of Rician(A, sigma) / sigma for ``snr = A / sigma``:
+    var / sigma^2 = 2 + snr^2 - (pi / 2) L_{1/2}(-snr^2 / 2)^2."""
+    snr = np.asarray(snr, dtype=np.float64)
+    return np.sqrt(np.maximum(2 + snr**2 - np.pi / 2 * _laguerre_half(snr) ** 2, 0))
 
 
 _SNR_GRID = np.concatenate([np.linspace(0, 5, 201), np.linspace(5.1, 50, 450)])
@@ -89,8 +92,7 @@ _SNR_GRID = np.concatenate([np.linspace(0, 5, 201), np.linspace(5.1, 50, 450)])
 def _snr_from_mean(mean_over_sigma: np.ndarray) -> np.ndarray:
     """SNR ``A / sigma`` whose Rician mean is ``mean_over_sigma`` sigma: the mean is
     sqrt(pi / 2) L_{1/2}(-s^2 / 2) sigma, rising from 1.2533 (Rayleigh, s = 0) towards s."""
-    x = -0.5 * _SNR_GRID**2
-    curve = np.sqrt(np.pi / 2) * ((1 - x) * special.i0e(-x / 2) - x * special.i1e(-x / 2))
+    curve = np.sqrt(np.pi / 2) * _laguerre_half(_SNR_GRID)
     big = mean_over_sigma > curve[-1]
     return np.where(big, mean_over_sigma, np.interp(mean_over_sigma, curve, _SNR_GRID))
 
@@ -116,7 +118,7 @@ def estimate_rician_sigma(data: np.ndarray, *, iterations: int = 6) -> NoiseEsti
     """
     if data.ndim < 2 or data.size < 64:
         raise ValueError(f"need a 2D or 3D volume with at least 64 voxels, got shape {data.shape}")
-    detail, mean, _, constant = _block_grid(data)
+    detail, mean, constant = _block_grid(data)
     p99 = float(np.percentile(data, 99))
     valid = ~constant
     magnitude = np.abs(detail[valid])
@@ -152,9 +154,9 @@ def add_rician_noise(x0: np.ndarray, sigma: float, rng: np.random.Generator) -> 
 def estimate_gaussian_sigma(data: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Std of white Gaussian noise in signed ``data`` (e.g. a residual): MAD of the finest Haar
     detail band, over the 2x2x2 blocks that lie wholly inside ``mask`` when given."""
-    detail, _, _ = _haar_blocks(data)
+    detail = _block_grid(data)[0].ravel()
     if mask is not None:
-        _, inside, _ = _haar_blocks(mask.astype(np.float64))
+        inside = _block_grid(mask.astype(np.float64))[1].ravel()
         detail = detail[inside == 1]
     if detail.size == 0:
         return float("nan")

@@ -222,7 +222,7 @@ def restore_nifti(
         "kind": "mri",
         "task": {"denoise": "denoise", "fill": "fill", "auto": "fill+denoise" if filled_mask.any() else "denoise"}[task],
         "input": {"path": str(input_path), "sha256": input_digest(input_path, series_uid), "shape": list(volume.data.shape),
-                  "dtype": str(volume.on_disk_dtype), "voxel_mm": [float(z) for z in volume.header.get_zooms()[:3]],
+                  "dtype": str(volume.on_disk_dtype), "voxel_mm": list(zooms),
                   **_input_format(volume)},
         "output": str(output_path),
         "output_format": fmt,
